@@ -1,0 +1,1 @@
+//! Authenticators: who may log in, and as whom.

@@ -1,0 +1,1 @@
+//! Hub logic without I/O: scopes and roles, token and OAuth primitives.

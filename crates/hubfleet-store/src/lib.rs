@@ -1,0 +1,1 @@
+//! The hub database (SQLite by default, PostgreSQL for production): migrations and queries.

@@ -1,0 +1,1 @@
+//! The hub end to end: login, spawn, JupyterLab, kernels, isolation, restarts.

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `hubfleet` binary against real peers: the stock `jupyterhub-singleuser`
+//! and JupyterLab from PyPI, stock JupyterHub (when our proxy stands in for configurable-http-proxy).
+//!
+//! One test binary (matklad: "delete cargo integration tests"); each module is one area.
+
+mod support;
+
+mod hub;
+mod proxy;

@@ -1,0 +1,1 @@
+//! `hubfleet proxy` as a process: stock JupyterHub on it, streaming and memory.
