@@ -1,1 +1,21 @@
 //! The routing proxy: route table, HTTP/WebSocket forwarding, TLS, and the configurable-http-proxy REST API.
+//!
+//! `hubfleet proxy` runs this crate as its own process ([`cli::run`]), a drop-in replacement for
+//! configurable-http-proxy, so restarting the hub never drops users' connections. The hub drives it over the
+//! CHP REST API with [`client::ChpClient`]. In-process use (tests, embedding) goes through
+//! [`ProxyServer::bind`] and [`ProxyServer::serve`].
+
+mod api;
+mod body;
+pub mod cli;
+pub mod client;
+mod error;
+mod forward;
+pub mod metrics;
+pub mod routes;
+mod server;
+mod tls;
+
+pub use body::ProxyBody;
+pub use error::{ClientError, ProxyError, RouteError, TlsError};
+pub use server::{ProxyConfig, ProxyHandle, ProxyServer, TlsPaths, serve};

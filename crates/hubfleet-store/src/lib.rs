@@ -1,1 +1,24 @@
-//! The hub database (SQLite by default, PostgreSQL for production): migrations and queries.
+//! The hub database: SQLite (WAL) by default, PostgreSQL for production.
+//!
+//! One set of portable SQL serves both backends (see `store.rs` for how), with per-backend
+//! migrations embedded in the binary and applied by [`Store::open`]. Timestamps are stored as
+//! microseconds since the Unix epoch, JSON as text, and credentials only as hashes.
+
+mod error;
+mod migrate;
+mod model;
+mod oauth;
+mod servers;
+mod services;
+mod sessions;
+mod store;
+mod tokens;
+mod users;
+
+pub use error::StoreError;
+pub use migrate::SCHEMA_VERSION;
+pub use model::{
+    Backend, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service, Session,
+    TokenOwner, TokenRecord, User,
+};
+pub use store::Store;

@@ -168,7 +168,10 @@ mod tests {
         assert!(ServerName::parse("").unwrap().is_default());
         assert!(ServerName::parse("gpu-1").is_ok());
         for bad in ["1abc", "abc-", "a--b", "ABC", "a_b", &"a".repeat(31)] {
-            assert!(ServerName::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                ServerName::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 }

@@ -49,7 +49,9 @@ pub struct SpawnerState(pub serde_json::Value);
 pub enum PollStatus {
     Running,
     /// Gone. `code` is the exit status when the spawner knows it (it may not, after a hub restart).
-    Exited { code: Option<i32> },
+    Exited {
+        code: Option<i32>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

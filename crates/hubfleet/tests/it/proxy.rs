@@ -1,1 +1,239 @@
 //! `hubfleet proxy` as a process: stock JupyterHub on it, streaming and memory.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::support::{
+    Browser, HubfleetProxy, KernelSocket, STOCK_HUB_PASSWORD, StockJupyterHub, hubfleet_bin,
+    peak_rss_kib,
+};
+
+/// Stock JupyterHub 6.1.1 with `ConfigurableHTTPProxy.command = [hubfleet, "proxy"]`: the whole
+/// browser flow and a kernel WebSocket go through our proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_jupyterhub_runs_on_hubfleet_proxy() {
+    let proxy_command = vec![hubfleet_bin().display().to_string(), "proxy".to_owned()];
+    let hub = StockJupyterHub::start("6.1.1", Some(proxy_command)).await;
+    let proxy_pid = hub
+        .proxy_pid()
+        .expect("JupyterHub wrote the proxy's pid file");
+    let proxy_cmdline = std::fs::read(format!("/proc/{proxy_pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&proxy_cmdline).contains("hubfleet"),
+        "the proxy JupyterHub started is ours"
+    );
+
+    let browser = Browser::new(&hub.public_url());
+    let login = browser.login("alice", STOCK_HUB_PASSWORD).await;
+    assert_eq!(login.status(), StatusCode::FOUND, "login redirects");
+    let lab = browser
+        .spawn_and_wait_for_lab("alice", Duration::from_secs(180))
+        .await;
+    assert!(lab.contains("\"hubUser\": \"alice\"") || lab.contains("alice"));
+
+    let kernel_id = browser.start_kernel("alice").await;
+    let mut kernel = KernelSocket::open(&browser, "alice", &kernel_id).await;
+    let output = kernel
+        .execute("print(6*7)")
+        .await
+        .expect("kernel runs code");
+    assert_eq!(output.trim(), "42");
+    // The same socket keeps working for a second request.
+    let output = kernel
+        .execute("import sys; print('stderr', file=sys.stderr); print('x' * 3)")
+        .await
+        .expect("kernel runs more code");
+    assert!(
+        output.contains("stderr") && output.contains("xxx"),
+        "{output:?}"
+    );
+    kernel.close().await;
+}
+
+const GIB: u64 = 1 << 30;
+const CHUNK: usize = 256 * 1024;
+/// The goal from the issue: streaming must not buffer whole bodies.
+const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+/// 1 GiB up and 1 GiB down through the proxy; its peak RSS stays small and no byte is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gigabyte_upload_and_download_stream_in_bounded_memory() {
+    let upstream = start_streaming_upstream().await;
+    let proxy = HubfleetProxy::start("stream-test-token", &[]).await;
+    proxy
+        .add_route("/stream", &format!("http://{upstream}"))
+        .await;
+    let client = reqwest::Client::new();
+
+    let chunk = Bytes::from(vec![b'u'; CHUNK]);
+    let upload = futures_util::stream::iter(
+        std::iter::repeat_n(chunk, (GIB / CHUNK as u64) as usize).map(Ok::<_, Infallible>),
+    );
+    let response = client
+        .post(proxy.public_url("/stream/upload"))
+        .body(reqwest::Body::wrap_stream(upload))
+        .send()
+        .await
+        .expect("upload through the proxy");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let received: u64 = response
+        .text()
+        .await
+        .expect("upload reply")
+        .parse()
+        .expect("a byte count");
+    assert_eq!(received, GIB, "upstream received every uploaded byte");
+
+    let response = client
+        .get(proxy.public_url("/stream/download"))
+        .send()
+        .await
+        .expect("download through the proxy");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let mut body = response.bytes_stream();
+    let mut downloaded = 0u64;
+    while let Some(chunk) = body.next().await {
+        downloaded += chunk.expect("download chunk").len() as u64;
+    }
+    assert_eq!(downloaded, GIB, "client received every downloaded byte");
+
+    let peak = peak_rss_kib(proxy.process.pid());
+    eprintln!("hubfleet proxy peak RSS after 2 GiB streamed: {peak} KiB");
+    assert!(
+        peak < PEAK_RSS_LIMIT_KIB,
+        "proxy peak RSS {peak} KiB is not below {PEAK_RSS_LIMIT_KIB} KiB"
+    );
+}
+
+/// The CHP REST API on the real process: token auth, route CRUD, routing, health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chp_rest_api_through_the_process() {
+    let upstream = start_streaming_upstream().await;
+    let proxy = HubfleetProxy::start("api-test-token", &[]).await;
+    let client = reqwest::Client::new();
+
+    let anonymous = client
+        .get(proxy.api_url("/api/routes"))
+        .send()
+        .await
+        .expect("GET /api/routes");
+    assert_eq!(anonymous.status(), reqwest::StatusCode::FORBIDDEN);
+    let wrong = client
+        .get(proxy.api_url("/api/routes"))
+        .header("Authorization", "token not-the-token")
+        .send()
+        .await
+        .expect("GET /api/routes");
+    assert_eq!(wrong.status(), reqwest::StatusCode::FORBIDDEN);
+
+    proxy
+        .add_route("/user/alice", &format!("http://{upstream}"))
+        .await;
+    let routes = proxy.routes().await;
+    let alice = &routes["/user/alice"];
+    assert_eq!(alice["target"], format!("http://{upstream}"));
+    assert!(alice["last_activity"].is_string(), "{routes}");
+
+    let routed = client
+        .get(proxy.public_url("/user/alice/api/status"))
+        .send()
+        .await
+        .expect("routed request");
+    assert_eq!(routed.status(), reqwest::StatusCode::OK);
+    assert_eq!(routed.text().await.unwrap(), "path=/user/alice/api/status");
+    let other = client
+        .get(proxy.public_url("/user/alicea/x"))
+        .send()
+        .await
+        .expect("unrouted request");
+    assert_eq!(
+        other.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "whole-segment prefix match"
+    );
+
+    let deleted = client
+        .delete(proxy.api_url("/api/routes/user/alice"))
+        .header("Authorization", "token api-test-token")
+        .send()
+        .await
+        .expect("DELETE route");
+    assert_eq!(deleted.status(), reqwest::StatusCode::NO_CONTENT);
+    let gone = client
+        .get(proxy.public_url("/user/alice/api/status"))
+        .send()
+        .await
+        .expect("request after delete");
+    assert_eq!(gone.status(), reqwest::StatusCode::NOT_FOUND);
+
+    let health = client
+        .get(proxy.public_url("/_chp_healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let health: serde_json::Value = health.json().await.expect("healthz is JSON");
+    assert_eq!(health, serde_json::json!({"status": "OK"}));
+}
+
+type UpstreamBody = BoxBody<Bytes, Infallible>;
+
+/// An in-test HTTP server: `GET …/download` streams 1 GiB, `POST …/upload` answers with the
+/// number of bytes it read, anything else answers `path=<path>`.
+async fn start_streaming_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(handle_upstream_request);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn handle_upstream_request(
+    request: Request<Incoming>,
+) -> Result<Response<UpstreamBody>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let body = if path.ends_with("/download") {
+        let chunk = Bytes::from(vec![b'd'; CHUNK]);
+        let frames = std::iter::repeat_n(chunk, (GIB / CHUNK as u64) as usize)
+            .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+        BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
+    } else if path.ends_with("/upload") {
+        let mut body = request.into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Some(data) = frame.data_ref() {
+                received += data.len() as u64;
+            }
+        }
+        Full::new(Bytes::from(received.to_string())).boxed()
+    } else {
+        Full::new(Bytes::from(format!("path={path}"))).boxed()
+    };
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .body(body)
+        .expect("a valid response"))
+}

@@ -1,0 +1,239 @@
+//! The config file's schema, exactly as written in YAML.
+//!
+//! These types are the single source of the reference docs and the JSON schema: their `///`
+//! comments become descriptions and their `Default` impls the documented defaults. They are
+//! strict (`deny_unknown_fields`) and hold raw values; `validate` turns them into [`crate::Config`].
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::Secret;
+use crate::config::{RunAsSetting, SpawnerKind};
+use crate::duration::DurationSetting;
+
+/// `hub:` with nothing under it (all its keys commented out) is YAML null; read it as "all defaults"
+/// rather than as a type error. The JSON schema still documents the canonical non-null form.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// The hubfleet configuration file. Every key is optional; an empty file runs a hub on one machine.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(title = "hubfleet configuration")]
+pub(crate) struct FileConfig {
+    /// Public address that browsers connect to: the proxy's listener.
+    #[schemars(extend("x-value-type" = "address"))]
+    pub listen: SocketAddr,
+    /// URL prefix under which every route lives, e.g. `/jupyter/`. Must start with `/`; a trailing `/` is added.
+    pub base_url: String,
+    /// Directory for the database, cookie secret and other state. Relative paths resolve against the config file's directory.
+    #[schemars(extend("x-value-type" = "path"))]
+    pub data_dir: PathBuf,
+    /// The hub process: REST API and pages.
+    #[serde(deserialize_with = "null_as_default")]
+    pub hub: HubSection,
+    /// The routing proxy in front of the hub and the single-user servers.
+    #[serde(deserialize_with = "null_as_default")]
+    pub proxy: ProxySection,
+    /// How users log in, and who is allowed and admin.
+    #[serde(deserialize_with = "null_as_default")]
+    pub auth: AuthSection,
+    /// How single-user servers are started.
+    #[serde(deserialize_with = "null_as_default")]
+    pub spawner: SpawnerSection,
+    /// API clients with tokens, as JupyterHub services.
+    #[serde(deserialize_with = "null_as_default")]
+    pub services: Vec<ServiceSection>,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            listen: loopback(8000),
+            base_url: "/".to_string(),
+            data_dir: PathBuf::from("./hubfleet-data"),
+            hub: HubSection::default(),
+            proxy: ProxySection::default(),
+            auth: AuthSection::default(),
+            spawner: SpawnerSection::default(),
+            services: Vec::new(),
+        }
+    }
+}
+
+/// The hub process: REST API and pages.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HubSection {
+    /// Internal address of the hub (API and pages); the proxy and single-user servers reach it here.
+    #[schemars(extend("x-value-type" = "address"))]
+    pub listen: SocketAddr,
+    /// How long a login cookie stays valid.
+    pub cookie_max_age: DurationSetting,
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        HubSection {
+            listen: loopback(8081),
+            cookie_max_age: DurationSetting(Duration::from_secs(14 * 86_400)),
+        }
+    }
+}
+
+/// The routing proxy in front of the hub and the single-user servers.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ProxySection {
+    /// Address of the proxy's configurable-http-proxy-compatible REST API.
+    #[schemars(extend("x-value-type" = "address"))]
+    pub api_listen: SocketAddr,
+    /// Serve `listen` over HTTPS with this certificate and key. Unset means plain HTTP.
+    pub tls: Option<TlsSection>,
+    /// Optional address of a listener that redirects plain HTTP to HTTPS.
+    #[schemars(extend("x-value-type" = "address"))]
+    pub redirect_http_from: Option<SocketAddr>,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            api_listen: loopback(8001),
+            tls: None,
+            redirect_http_from: None,
+        }
+    }
+}
+
+/// TLS certificate and private key (PEM). Both are required.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    /// Certificate chain file (PEM). Relative paths resolve against the config file's directory.
+    #[serde(default)]
+    #[schemars(extend("x-value-type" = "path"))]
+    pub cert: Option<PathBuf>,
+    /// Private key file (PEM). Relative paths resolve against the config file's directory.
+    #[serde(default)]
+    #[schemars(extend("x-value-type" = "path"))]
+    pub key: Option<PathBuf>,
+}
+
+/// Login methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum AuthKind {
+    /// Any user name with one password shared by everyone (`shared_password` or `shared_password_file`).
+    SharedPassword,
+    /// Any user name with any password. Refused unless `listen` and `hub.listen` are loopback addresses.
+    #[default]
+    Dummy,
+}
+
+/// How users log in, and who is allowed and admin.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthSection {
+    /// Login method.
+    pub kind: AuthKind,
+    /// The password for `shared-password` (at least 8 characters). Give this or `shared_password_file`, not both.
+    pub shared_password: Option<Secret>,
+    /// File holding the password for `shared-password`, read at load time; one trailing newline is trimmed.
+    #[schemars(extend("x-value-type" = "path"))]
+    pub shared_password_file: Option<PathBuf>,
+    /// Users with admin rights. Names are lowercased.
+    #[serde(deserialize_with = "null_as_default")]
+    pub admin_users: Vec<String>,
+    /// If not empty, only these users (and admins) may log in. Empty means everyone who authenticates.
+    #[serde(deserialize_with = "null_as_default")]
+    pub allowed_users: Vec<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            kind: AuthKind::Dummy,
+            shared_password: None,
+            shared_password_file: None,
+            admin_users: Vec::new(),
+            allowed_users: Vec::new(),
+        }
+    }
+}
+
+/// How single-user servers are started.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SpawnerSection {
+    /// Spawner implementation.
+    pub kind: SpawnerKind,
+    /// Command that starts a single-user server. Unset means the provisioned default environment's `jupyterhub-singleuser`.
+    pub cmd: Option<Vec<String>>,
+    /// Extra arguments appended to `cmd`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub args: Vec<String>,
+    /// Page a freshly started server opens, relative to the server's URL. Must start with `/`.
+    pub default_url: String,
+    /// How long a server may take to start before the spawn fails.
+    pub start_timeout: DurationSetting,
+    /// How long the hub waits for a started server to answer HTTP.
+    pub http_timeout: DurationSetting,
+    /// Extra environment variables for single-user servers.
+    #[serde(deserialize_with = "null_as_default")]
+    pub environment: BTreeMap<String, String>,
+    /// Which Unix account servers run as.
+    pub run_as: RunAsSetting,
+    /// Prefix of the system account names used with `run_as: system-users`.
+    pub system_user_prefix: String,
+}
+
+impl Default for SpawnerSection {
+    fn default() -> Self {
+        SpawnerSection {
+            kind: SpawnerKind::Local,
+            cmd: None,
+            args: Vec::new(),
+            default_url: "/lab".to_string(),
+            start_timeout: DurationSetting(Duration::from_secs(120)),
+            http_timeout: DurationSetting(Duration::from_secs(30)),
+            environment: BTreeMap::new(),
+            run_as: RunAsSetting::Auto,
+            system_user_prefix: "hf-".to_string(),
+        }
+    }
+}
+
+/// An API client, as a JupyterHub service.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServiceSection {
+    /// Unique service name: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+    pub name: String,
+    /// The service's API token, at least 32 characters. Tokens are stored as unsalted SHA-256, so they must be random. Give this or `api_token_file`, not both.
+    #[serde(default)]
+    pub api_token: Option<Secret>,
+    /// File holding the API token, read at load time; one trailing newline is trimmed.
+    #[serde(default)]
+    #[schemars(extend("x-value-type" = "path"))]
+    pub api_token_file: Option<PathBuf>,
+    /// Scopes granted to the token, e.g. `list:users`, `read:users`, `admin:servers`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub scopes: Vec<String>,
+    /// Grant the service every admin scope.
+    #[serde(default)]
+    pub admin: bool,
+}

@@ -1,0 +1,420 @@
+//! Turns the raw [`FileConfig`] into a validated [`Config`], collecting every rule it breaks.
+//!
+//! Each problem points at the offending key through [`KeyLocations`]; when the key is absent
+//! from the file (a default broke a rule), the nearest related key that is present is used.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use hubfleet_types::UserName;
+
+use crate::Secret;
+use crate::config::{
+    AuthConfig, AuthMethod, Config, ConfigSource, HubConfig, ProxyConfig, ServiceConfig,
+    SpawnerConfig, TlsConfig,
+};
+use crate::error::Diagnostic;
+use crate::file::{AuthKind, AuthSection, FileConfig, ServiceSection};
+use crate::locate::{KeyLocations, LineColumn};
+
+const MIN_SHARED_PASSWORD_CHARS: usize = 8;
+/// Tokens are stored as unsalted SHA-256, which is only safe for high-entropy input.
+const MIN_SERVICE_TOKEN_CHARS: usize = 32;
+
+struct Resolver<'a> {
+    origin: String,
+    base_dir: &'a Path,
+    keys: KeyLocations,
+    problems: Vec<Diagnostic>,
+}
+
+pub(crate) fn resolve(
+    file: FileConfig,
+    text: &str,
+    source: ConfigSource,
+    base_dir: &Path,
+) -> Result<Config, Vec<Diagnostic>> {
+    let mut resolver = Resolver {
+        origin: source.to_string(),
+        base_dir,
+        keys: KeyLocations::scan(text),
+        problems: Vec::new(),
+    };
+    let config = resolver.resolve(file, source);
+    if resolver.problems.is_empty() {
+        return Ok(config);
+    }
+    let mut problems = resolver.problems;
+    // File order reads best; problems without a location go last.
+    problems.sort_by_key(|it| it.line_column.unwrap_or((u64::MAX, u64::MAX)));
+    Err(problems)
+}
+
+impl Resolver<'_> {
+    fn resolve(&mut self, file: FileConfig, source: ConfigSource) -> Config {
+        self.check_distinct_addresses(&file);
+        let base_url = self.base_url(file.base_url);
+        let data_dir = self.absolute(&file.data_dir);
+
+        let hub = HubConfig {
+            listen: file.hub.listen,
+            cookie_max_age: file.hub.cookie_max_age.0,
+        };
+
+        let tls = file.proxy.tls.and_then(|tls| match (tls.cert, tls.key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert: self.absolute(&cert),
+                key: self.absolute(&key),
+            }),
+            (cert, _) => {
+                let missing = if cert.is_none() { "cert" } else { "key" };
+                self.problem(
+                    &["proxy.tls"],
+                    format!("proxy.tls needs both `cert` and `key`; `{missing}` is missing"),
+                );
+                None
+            }
+        });
+        let proxy = ProxyConfig {
+            api_listen: file.proxy.api_listen,
+            tls,
+            redirect_http_from: file.proxy.redirect_http_from,
+        };
+
+        let auth = self.auth(file.auth, file.listen, file.hub.listen);
+
+        let spawner_section = file.spawner;
+        if !spawner_section.default_url.starts_with('/') {
+            self.problem(
+                &["spawner.default_url"],
+                format!(
+                    "spawner.default_url must start with `/`, got {:?}",
+                    spawner_section.default_url
+                ),
+            );
+        }
+        if spawner_section.cmd.as_ref().is_some_and(Vec::is_empty) {
+            self.problem(
+                &["spawner.cmd"],
+                "spawner.cmd must not be empty; remove the key to use the default environment's command".to_string(),
+            );
+        }
+        for name in spawner_section.environment.keys() {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                self.problem(
+                    &[
+                        &format!("spawner.environment.{name}"),
+                        "spawner.environment",
+                    ],
+                    format!("spawner.environment: invalid variable name {name:?}"),
+                );
+            }
+        }
+        let spawner = SpawnerConfig {
+            kind: spawner_section.kind,
+            cmd: spawner_section.cmd,
+            args: spawner_section.args,
+            default_url: spawner_section.default_url,
+            start_timeout: spawner_section.start_timeout.0,
+            http_timeout: spawner_section.http_timeout.0,
+            environment: spawner_section.environment,
+            run_as: spawner_section.run_as,
+            system_user_prefix: spawner_section.system_user_prefix,
+        };
+
+        let services = self.services(file.services);
+
+        Config {
+            listen: file.listen,
+            base_url,
+            data_dir,
+            hub,
+            proxy,
+            auth,
+            spawner,
+            services,
+            source,
+        }
+    }
+
+    fn base_url(&mut self, mut base_url: String) -> String {
+        if !base_url.starts_with('/') {
+            self.problem(
+                &["base_url"],
+                format!("base_url must start with `/`, got {base_url:?}"),
+            );
+        }
+        if base_url.contains(|c: char| c == '?' || c == '#' || c.is_whitespace()) {
+            self.problem(
+                &["base_url"],
+                format!(
+                    "base_url must be a plain path without `?`, `#` or spaces, got {base_url:?}"
+                ),
+            );
+        }
+        if !base_url.ends_with('/') {
+            base_url.push('/');
+        }
+        base_url
+    }
+
+    /// Two listeners collide when they share a port and either address is the same or one is
+    /// the wildcard, which binds every interface.
+    fn check_distinct_addresses(&mut self, file: &FileConfig) {
+        let mut addresses: Vec<(&str, SocketAddr)> = vec![
+            ("listen", file.listen),
+            ("hub.listen", file.hub.listen),
+            ("proxy.api_listen", file.proxy.api_listen),
+        ];
+        if let Some(redirect) = file.proxy.redirect_http_from {
+            addresses.push(("proxy.redirect_http_from", redirect));
+        }
+        for (index, (key, address)) in addresses.iter().enumerate() {
+            let clash = addresses[..index].iter().find(|(_, earlier)| {
+                earlier.port() == address.port()
+                    && (earlier.ip() == address.ip()
+                        || earlier.ip().is_unspecified()
+                        || address.ip().is_unspecified())
+            });
+            if let Some((earlier_key, earlier)) = clash {
+                // Point at whichever of the two keys is actually written in the file.
+                let (at, other) = if self.keys.get(key).is_some() {
+                    (*key, *earlier_key)
+                } else {
+                    (*earlier_key, *key)
+                };
+                self.problem(
+                    &[at],
+                    format!(
+                        "`{key}` ({address}) collides with `{earlier_key}` ({earlier}); `{at}` must differ from `{other}`"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn auth(
+        &mut self,
+        section: AuthSection,
+        listen: SocketAddr,
+        hub_listen: SocketAddr,
+    ) -> AuthConfig {
+        let method = match section.kind {
+            AuthKind::Dummy => {
+                if section.shared_password.is_some() || section.shared_password_file.is_some() {
+                    let key = if section.shared_password.is_some() {
+                        "auth.shared_password"
+                    } else {
+                        "auth.shared_password_file"
+                    };
+                    self.problem(
+                        &[key],
+                        format!("{key} is only used with `kind: shared-password`, but auth.kind is `dummy`"),
+                    );
+                }
+                let public = [("listen", listen), ("hub.listen", hub_listen)]
+                    .into_iter()
+                    .find(|(_, address)| !address.ip().is_loopback());
+                if let Some((key, address)) = public {
+                    self.problem(
+                        &["auth.kind", "auth", key],
+                        format!(
+                            "auth.kind `dummy` accepts any password, so it is only allowed when `listen` and `hub.listen` are loopback addresses, but {key} is {address}; use `kind: shared-password`"
+                        ),
+                    );
+                }
+                AuthMethod::Dummy
+            }
+            AuthKind::SharedPassword => {
+                let password = self.secret(
+                    section.shared_password,
+                    section.shared_password_file,
+                    "auth.shared_password",
+                    &["auth.kind", "auth"],
+                );
+                match password {
+                    Some((password, key)) => {
+                        if password.expose().chars().count() < MIN_SHARED_PASSWORD_CHARS {
+                            self.problem(
+                                &[&key],
+                                format!(
+                                    "{key}: the password must be at least {MIN_SHARED_PASSWORD_CHARS} characters"
+                                ),
+                            );
+                        }
+                        AuthMethod::SharedPassword { password }
+                    }
+                    None => AuthMethod::SharedPassword {
+                        password: Secret::new(String::new()),
+                    },
+                }
+            }
+        };
+        AuthConfig {
+            method,
+            admin_users: self.user_names("auth.admin_users", section.admin_users),
+            allowed_users: self.user_names("auth.allowed_users", section.allowed_users),
+        }
+    }
+
+    fn user_names(&mut self, key: &str, raw_names: Vec<String>) -> Vec<UserName> {
+        let mut names: Vec<UserName> = Vec::new();
+        for (index, raw) in raw_names.iter().enumerate() {
+            match UserName::parse(raw) {
+                // Duplicates after normalisation ("Alice", "alice") are harmless; keep one.
+                Ok(name) if names.contains(&name) => {}
+                Ok(name) => names.push(name),
+                Err(error) => self.problem(
+                    &[&format!("{key}[{index}]"), key],
+                    format!("{key}: {error}"),
+                ),
+            }
+        }
+        names
+    }
+
+    fn services(&mut self, sections: Vec<ServiceSection>) -> Vec<ServiceConfig> {
+        let mut services: Vec<ServiceConfig> = Vec::new();
+        for (index, section) in sections.into_iter().enumerate() {
+            let at = format!("services[{index}]");
+            let name_key = format!("{at}.name");
+            if !is_valid_service_name(&section.name) {
+                self.problem(
+                    &[&name_key, &at],
+                    format!(
+                        "{name_key}: invalid service name {:?}: use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit",
+                        section.name
+                    ),
+                );
+            } else if services.iter().any(|it| it.name == section.name) {
+                self.problem(
+                    &[&name_key, &at],
+                    format!("{name_key}: duplicate service name {:?}", section.name),
+                );
+            }
+            let token = self.optional_secret(
+                section.api_token,
+                section.api_token_file,
+                &format!("{at}.api_token"),
+            );
+            let api_token = token.map(|(token, key)| {
+                if token.expose().chars().count() < MIN_SERVICE_TOKEN_CHARS {
+                    self.problem(
+                        &[&key, &at],
+                        format!(
+                            "{key}: the token must be at least {MIN_SERVICE_TOKEN_CHARS} characters (it is stored as an unsalted hash, so it must be random)"
+                        ),
+                    );
+                } else if let Some(other) = services.iter().find(|it| {
+                    it.api_token
+                        .as_ref()
+                        .is_some_and(|other| other.expose() == token.expose())
+                }) {
+                    self.problem(
+                        &[&key, &at],
+                        format!("{key}: the same token is already used by service {:?}; every service needs its own token", other.name),
+                    );
+                }
+                token
+            });
+            services.push(ServiceConfig {
+                name: section.name,
+                api_token,
+                scopes: section.scopes,
+                admin: section.admin,
+            });
+        }
+        services
+    }
+
+    /// A secret given inline as `key` or read from `key_file`; exactly one is required.
+    /// Returns the secret and the key it came from.
+    fn secret(
+        &mut self,
+        inline: Option<Secret>,
+        file: Option<PathBuf>,
+        key: &str,
+        section_keys: &[&str],
+    ) -> Option<(Secret, String)> {
+        if inline.is_none() && file.is_none() {
+            self.problem(section_keys, format!("{key} or {key}_file is required"));
+            return None;
+        }
+        self.optional_secret(inline, file, key)
+    }
+
+    fn optional_secret(
+        &mut self,
+        inline: Option<Secret>,
+        file: Option<PathBuf>,
+        key: &str,
+    ) -> Option<(Secret, String)> {
+        let file_key = format!("{key}_file");
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &[&file_key, key],
+                    format!("give either {key} or {file_key}, not both"),
+                );
+                None
+            }
+            (Some(secret), None) => Some((secret, key.to_string())),
+            (None, Some(path)) => {
+                let path = self.absolute(&path);
+                let secret = self.read_secret_file(&file_key, &path)?;
+                Some((secret, file_key))
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn read_secret_file(&mut self, file_key: &str, path: &Path) -> Option<Secret> {
+        match std::fs::read_to_string(path) {
+            Ok(mut text) => {
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                if text.is_empty() {
+                    self.problem(
+                        &[file_key],
+                        format!("{file_key}: {} is empty", path.display()),
+                    );
+                    return None;
+                }
+                Some(Secret::new(text))
+            }
+            Err(error) => {
+                self.problem(
+                    &[file_key],
+                    format!("{file_key}: cannot read {}: {error}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
+    fn absolute(&self, path: &Path) -> PathBuf {
+        let joined = self.base_dir.join(path);
+        // `absolute` also drops `.` components, so `./hubfleet-data` reads cleanly in messages.
+        std::path::absolute(&joined).unwrap_or(joined)
+    }
+
+    /// Records a problem at the first of `keys` that appears in the file.
+    fn problem(&mut self, keys: &[&str], message: String) {
+        let location: Option<LineColumn> = keys.iter().find_map(|key| self.keys.get(key));
+        self.problems
+            .push(Diagnostic::new(&self.origin, location, message));
+    }
+}
+
+fn is_valid_service_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit())
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}

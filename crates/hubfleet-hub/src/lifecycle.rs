@@ -1,0 +1,614 @@
+//! The server lifecycle: spawn (token, OAuth client, spawner, readiness, route), stop, and the
+//! reconciliation that lets a restarted hub re-adopt what the previous process left running.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hubfleet_core::token::{generate_token, hash_token};
+use hubfleet_store::{NewToken, OAuthClient, Server, ServerStatus, TokenOwner, User};
+use hubfleet_types::{PollStatus, ProgressSink, ServerName, SpawnRequest, SpawnerState};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::HubError;
+use crate::state::AppState;
+
+/// How often running servers are polled, the proxy is checked, and proxy activity is collected.
+const POLL_INTERVAL: Duration = Duration::from_secs(10);
+const PROXY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const LOG_TAIL_LINES: usize = 40;
+
+/// Progress of one spawn, as the progress event stream replays it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProgressLog {
+    /// JupyterHub-shaped events (`{"progress": n, "message": …}`), including the final one.
+    pub events: Vec<serde_json::Value>,
+    pub finished: bool,
+    pub failed: bool,
+}
+
+type ServerKey = (i64, String);
+
+/// Spawns in flight (and the last failed one per server, so the pending page can show why).
+#[derive(Default)]
+pub(crate) struct SpawnTracker {
+    spawns: Mutex<HashMap<ServerKey, TrackedSpawn>>,
+}
+
+struct TrackedSpawn {
+    progress: watch::Sender<ProgressLog>,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl SpawnTracker {
+    pub fn subscribe(&self, user_id: i64, server: &str) -> Option<watch::Receiver<ProgressLog>> {
+        let spawns = self.spawns.lock().expect("spawn tracker poisoned");
+        spawns
+            .get(&(user_id, server.to_string()))
+            .map(|spawn| spawn.progress.subscribe())
+    }
+
+    fn forget(&self, user_id: i64, server: &str) -> Option<tokio::task::AbortHandle> {
+        let mut spawns = self.spawns.lock().expect("spawn tracker poisoned");
+        spawns
+            .remove(&(user_id, server.to_string()))
+            .and_then(|spawn| spawn.task)
+    }
+}
+
+fn push_event(progress: &watch::Sender<ProgressLog>, event: serde_json::Value) {
+    progress.send_modify(|log| log.events.push(event));
+}
+
+pub(crate) fn client_id(user: &str, server: &str) -> String {
+    let user = crate::pages::url_escape(user);
+    if server.is_empty() {
+        format!("jupyterhub-user-{user}")
+    } else {
+        format!(
+            "jupyterhub-user-{user}-{}",
+            crate::pages::url_escape(server)
+        )
+    }
+}
+
+fn access_scope(user: &str, server: &str) -> String {
+    format!("access:servers!server={user}/{server}")
+}
+
+/// Starts `user`'s server `name` in the background and returns its progress.
+/// A spawn already in flight is returned as is.
+pub(crate) async fn start_server(
+    state: &Arc<AppState>,
+    user: &User,
+    name: &ServerName,
+    user_options: serde_json::Value,
+) -> Result<watch::Receiver<ProgressLog>, HubError> {
+    let key = (user.id, name.as_str().to_string());
+    {
+        let spawns = state.spawns.spawns.lock().expect("spawn tracker poisoned");
+        if let Some(spawn) = spawns.get(&key)
+            && !spawn.progress.borrow().finished
+        {
+            return Ok(spawn.progress.subscribe());
+        }
+    }
+    let server = state
+        .store
+        .begin_spawn(user.id, name, &user_options)
+        .await?;
+    let (progress, receiver) = watch::channel(ProgressLog::default());
+    push_event(
+        &progress,
+        serde_json::json!({"progress": 0, "message": "Server requested"}),
+    );
+    let task = tokio::spawn(run_spawn(
+        Arc::clone(state),
+        user.clone(),
+        server,
+        progress.clone(),
+    ));
+    state
+        .spawns
+        .spawns
+        .lock()
+        .expect("spawn tracker poisoned")
+        .insert(
+            key,
+            TrackedSpawn {
+                progress,
+                task: Some(task.abort_handle()),
+            },
+        );
+    Ok(receiver)
+}
+
+async fn run_spawn(
+    state: Arc<AppState>,
+    user: User,
+    server: Server,
+    progress: watch::Sender<ProgressLog>,
+) {
+    let started = Instant::now();
+    let prefix = state.server_prefix(user.name.as_str(), server.name.as_str());
+    match spawn_steps(&state, &user, &server, &prefix, &progress).await {
+        Ok(()) => {
+            tracing::info!(
+                user = %user.name,
+                server = %server.name,
+                seconds = started.elapsed().as_secs_f64(),
+                "server ready"
+            );
+            progress.send_modify(|log| {
+                log.events.push(serde_json::json!({
+                    "progress": 100,
+                    "ready": true,
+                    "message": format!("Server ready at {prefix}"),
+                    "html_message": format!("Server ready at <a href=\"{prefix}\">{prefix}</a>"),
+                    "url": prefix,
+                }));
+                log.finished = true;
+            });
+        }
+        Err(failure) => {
+            tracing::warn!(user = %user.name, server = %server.name, error = %failure.message, "spawn failed");
+            cleanup_server(&state, &user, &server.name).await;
+            let html = match &failure.log_tail {
+                Some(tail) => format!(
+                    "Spawn failed: {}<pre class=\"log\">{}</pre>",
+                    crate::pages::html_escape(&failure.message),
+                    crate::pages::html_escape(tail)
+                ),
+                None => format!(
+                    "Spawn failed: {}",
+                    crate::pages::html_escape(&failure.message)
+                ),
+            };
+            progress.send_modify(|log| {
+                log.events.push(serde_json::json!({
+                    "progress": 100,
+                    "failed": true,
+                    "message": format!("Spawn failed: {}", failure.message),
+                    "html_message": html,
+                }));
+                log.finished = true;
+                log.failed = true;
+            });
+        }
+    }
+}
+
+struct SpawnFailure {
+    message: String,
+    log_tail: Option<String>,
+}
+
+impl From<HubError> for SpawnFailure {
+    fn from(value: HubError) -> Self {
+        SpawnFailure {
+            message: value.public().1,
+            log_tail: None,
+        }
+    }
+}
+
+async fn spawn_steps(
+    state: &AppState,
+    user: &User,
+    server: &Server,
+    prefix: &str,
+    progress: &watch::Sender<ProgressLog>,
+) -> Result<(), SpawnFailure> {
+    let name = user.name.as_str();
+    let server_name = server.name.as_str();
+    let client_id = client_id(name, server_name);
+    let api_token = generate_token();
+    let access = access_scope(name, server_name);
+    state
+        .store
+        .upsert_oauth_client(&OAuthClient {
+            identifier: client_id.clone(),
+            secret_hash: hash_token(&api_token),
+            redirect_uri: format!("{prefix}oauth_callback"),
+            description: format!("Server at {prefix}"),
+            allowed_scopes: vec![access.clone()],
+        })
+        .await
+        .map_err(HubError::from)?;
+    state
+        .store
+        .insert_token(&NewToken {
+            hash: hash_token(&api_token),
+            owner: TokenOwner::User(user.id),
+            scopes: vec![access.clone(), format!("users:activity!user={name}")],
+            note: format!("Server at {prefix}"),
+            created: hubfleet_types::now(),
+            expires_at: None,
+            session_id: None,
+            // Tied to the server's OAuth client so that deleting the client at stop revokes it.
+            oauth_client_id: Some(client_id.clone()),
+        })
+        .await
+        .map_err(HubError::from)?;
+
+    let env = single_user_env(
+        state,
+        name,
+        server_name,
+        prefix,
+        &client_id,
+        &api_token,
+        &access,
+    );
+    let request = SpawnRequest {
+        user: user.name.clone(),
+        server_name: server.name.clone(),
+        service_prefix: prefix.to_string(),
+        cmd: state.single_user_cmd.clone(),
+        env,
+        data_dir: state.config.data_dir.clone(),
+    };
+    let (sink, mut events) = ProgressSink::new();
+    let forward = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                push_event(&progress, serde_json::to_value(event).unwrap_or_default());
+            }
+        })
+    };
+    let start_timeout = state.config.spawner.start_timeout;
+    let launched = tokio::time::timeout(start_timeout, state.spawner.start(request, sink)).await;
+    forward.abort();
+    let launched = match launched {
+        Err(_) => {
+            return Err(SpawnFailure {
+                message: format!("the spawner did not start the server within {start_timeout:?}"),
+                log_tail: None,
+            });
+        }
+        Ok(Err(error)) => {
+            return Err(SpawnFailure {
+                log_tail: error.log_tail().map(String::from),
+                message: error.to_string(),
+            });
+        }
+        Ok(Ok(launched)) => launched,
+    };
+    state
+        .store
+        .set_server_launched(server.id, &launched.url, &launched.state)
+        .await
+        .map_err(HubError::from)?;
+    push_event(
+        progress,
+        serde_json::json!({"progress": 60, "message": "Waiting for the server to answer"}),
+    );
+    if let Err(failure) = wait_up(state, &launched.url, prefix, &launched.state).await {
+        let _ = state.spawner.stop(&launched.state).await;
+        return Err(failure);
+    }
+    push_event(
+        progress,
+        serde_json::json!({"progress": 90, "message": "Adding the route"}),
+    );
+    state
+        .proxy
+        .add_route(prefix, &launched.url, name, server_name)
+        .await?;
+    state
+        .store
+        .set_server_running(server.id)
+        .await
+        .map_err(HubError::from)?;
+    Ok(())
+}
+
+/// The environment `jupyterhub-singleuser` expects (JupyterHub's `Spawner.get_env`).
+fn single_user_env(
+    state: &AppState,
+    user: &str,
+    server: &str,
+    prefix: &str,
+    client_id: &str,
+    api_token: &str,
+    access: &str,
+) -> BTreeMap<String, String> {
+    let access_scopes =
+        serde_json::json!([access, format!("access:servers!user={user}")]).to_string();
+    let mut env: BTreeMap<String, String> = state.config.spawner.environment.clone();
+    let escaped_user = crate::pages::url_escape(user);
+    for (key, value) in [
+        ("JUPYTERHUB_API_TOKEN", api_token.to_string()),
+        ("JPY_API_TOKEN", api_token.to_string()),
+        ("JUPYTERHUB_CLIENT_ID", client_id.to_string()),
+        ("JUPYTERHUB_API_URL", state.hub_api_url.clone()),
+        (
+            "JUPYTERHUB_ACTIVITY_URL",
+            format!("{}/users/{escaped_user}/activity", state.hub_api_url),
+        ),
+        ("JUPYTERHUB_BASE_URL", state.config.base_url.clone()),
+        ("JUPYTERHUB_SERVICE_PREFIX", prefix.to_string()),
+        (
+            "JUPYTERHUB_OAUTH_CALLBACK_URL",
+            format!("{prefix}oauth_callback"),
+        ),
+        ("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access_scopes.clone()),
+        ("JUPYTERHUB_OAUTH_SCOPES", access_scopes),
+        (
+            "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES",
+            serde_json::json!([access]).to_string(),
+        ),
+        ("JUPYTERHUB_USER", user.to_string()),
+        ("JUPYTERHUB_SERVER_NAME", server.to_string()),
+        ("JUPYTERHUB_HOST", String::new()),
+        ("JUPYTERHUB_PUBLIC_URL", String::new()),
+        ("JUPYTERHUB_PUBLIC_HUB_URL", String::new()),
+        (
+            "JUPYTERHUB_DEFAULT_URL",
+            state.config.spawner.default_url.clone(),
+        ),
+        ("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "0".to_string()),
+    ] {
+        env.insert(key.to_string(), value);
+    }
+    env
+}
+
+/// JupyterHub's `wait_up`: poll `<url><prefix>api` until it answers below 500, failing fast if the
+/// process exits meanwhile.
+async fn wait_up(
+    state: &AppState,
+    url: &str,
+    prefix: &str,
+    spawner_state: &SpawnerState,
+) -> Result<(), SpawnFailure> {
+    let probe_url = format!("{url}{prefix}api");
+    let timeout = state.config.spawner.http_timeout;
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match state.http.get(&probe_url).send().await {
+            Ok(response) if response.status().as_u16() < 500 => return Ok(()),
+            _ => {}
+        }
+        if let PollStatus::Exited { code } = state.spawner.poll(spawner_state).await {
+            let code = code.map_or_else(|| "unknown".to_string(), |c| c.to_string());
+            return Err(SpawnFailure {
+                message: format!(
+                    "the server process exited (status {code}) before it answered HTTP"
+                ),
+                log_tail: state.spawner.log_tail(spawner_state, LOG_TAIL_LINES).await,
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(SpawnFailure {
+                message: format!("the server did not answer HTTP within {timeout:?}"),
+                log_tail: state.spawner.log_tail(spawner_state, LOG_TAIL_LINES).await,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Stops `user`'s server `name` (cancelling a spawn in flight) and waits until it is gone.
+pub(crate) async fn stop_server(
+    state: &AppState,
+    user: &User,
+    name: &ServerName,
+) -> Result<(), HubError> {
+    if let Some(task) = state.spawns.forget(user.id, name.as_str()) {
+        task.abort();
+    }
+    let Some(server) = state.store.get_server(user.id, name).await? else {
+        return Ok(());
+    };
+    if server.status == ServerStatus::Stopped {
+        return Ok(());
+    }
+    state.store.set_server_stopping(server.id).await?;
+    let prefix = state.server_prefix(user.name.as_str(), name.as_str());
+    state.proxy.delete_route(&prefix).await?;
+    if server.url.is_some() {
+        state
+            .spawner
+            .stop(&server.state)
+            .await
+            .map_err(|e| HubError::Internal(format!("stopping {}'s server: {e}", user.name)))?;
+    }
+    cleanup_server(state, user, name).await;
+    tracing::info!(user = %user.name, server = %name, "server stopped");
+    Ok(())
+}
+
+/// Revokes the server's credentials and marks it stopped. Best effort: each step logs its own
+/// failure so that one broken step does not leave the others undone.
+async fn cleanup_server(state: &AppState, user: &User, name: &ServerName) {
+    let client = client_id(user.name.as_str(), name.as_str());
+    if let Err(error) = state.store.delete_oauth_client(&client).await {
+        tracing::error!(%error, user = %user.name, "revoking the server's OAuth client");
+    }
+    match state.store.get_server(user.id, name).await {
+        Ok(Some(server)) => {
+            if let Err(error) = state.store.set_server_stopped(server.id).await {
+                tracing::error!(%error, user = %user.name, "marking the server stopped");
+            }
+        }
+        Ok(None) => {}
+        Err(error) => tracing::error!(%error, user = %user.name, "reading the server"),
+    }
+}
+
+/// What a restarted hub found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StartupReport {
+    pub adopted: usize,
+    pub found_stopped: usize,
+}
+
+/// Brings the world in line with the database after a (re)start: proxy up, services' tokens
+/// current, running servers re-adopted, dead ones cleaned up, routes exactly right.
+pub(crate) async fn startup(state: &Arc<AppState>) -> Result<StartupReport, HubError> {
+    state.proxy.ensure_running().await?;
+    register_services(state).await?;
+    let mut report = StartupReport::default();
+    for (user, server) in state.store.list_active_servers().await? {
+        let alive =
+            server.url.is_some() && state.spawner.poll(&server.state).await == PollStatus::Running;
+        let keep = match (server.status, alive) {
+            (ServerStatus::Running, true) => true,
+            // A spawn interrupted by the restart: keep the server if it finished starting.
+            (ServerStatus::Spawning, true) => {
+                let prefix = state.server_prefix(user.name.as_str(), server.name.as_str());
+                let url = server.url.clone().unwrap_or_default();
+                let answered = state
+                    .http
+                    .get(format!("{url}{prefix}api"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() < 500);
+                if answered {
+                    state.store.set_server_running(server.id).await?;
+                } else {
+                    let _ = state.spawner.stop(&server.state).await;
+                }
+                answered
+            }
+            (ServerStatus::Stopping, true) => {
+                let _ = state.spawner.stop(&server.state).await;
+                false
+            }
+            _ => false,
+        };
+        if keep {
+            report.adopted += 1;
+        } else {
+            report.found_stopped += 1;
+            cleanup_server(state, &user, &server.name).await;
+        }
+    }
+    sync_routes(state).await?;
+    Ok(report)
+}
+
+async fn register_services(state: &AppState) -> Result<(), HubError> {
+    for service in &state.config.services {
+        let record = state
+            .store
+            .upsert_service(&service.name, service.admin)
+            .await?;
+        state.store.delete_service_tokens(record.id).await?;
+        if let Some(token) = &service.api_token {
+            state
+                .store
+                .insert_token(&NewToken {
+                    hash: hash_token(token.expose()),
+                    owner: TokenOwner::Service(record.id),
+                    scopes: vec!["inherit".to_string()],
+                    note: "from the configuration".to_string(),
+                    created: hubfleet_types::now(),
+                    expires_at: None,
+                    session_id: None,
+                    oauth_client_id: None,
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the proxy's user routes exactly the running servers (JupyterHub's `check_routes`), and
+/// carries the proxy's observed activity over to users and servers.
+pub(crate) async fn sync_routes(state: &AppState) -> Result<(), HubError> {
+    let routes = state.proxy.routes().await?;
+    let mut wanted = BTreeMap::new();
+    for (user, server) in state.store.list_active_servers().await? {
+        if server.status != ServerStatus::Running {
+            continue;
+        }
+        let prefix = state.server_prefix(user.name.as_str(), server.name.as_str());
+        wanted.insert(
+            prefix.trim_end_matches('/').to_string(),
+            (user, server, prefix),
+        );
+    }
+    for (path, (user, server, prefix)) in &wanted {
+        let url = server.url.as_deref().unwrap_or_default();
+        match routes.get(path) {
+            Some(route) if route.target == url => {
+                if let Some(seen) = route.last_activity {
+                    state.store.touch_server_activity(server.id, seen).await?;
+                    state.store.touch_user_activity(user.id, seen).await?;
+                }
+            }
+            _ => {
+                tracing::info!(route = %prefix, "adding missing route");
+                state
+                    .proxy
+                    .add_route(prefix, url, user.name.as_str(), server.name.as_str())
+                    .await?;
+            }
+        }
+    }
+    for (path, route) in &routes {
+        if route.user.is_some() && !wanted.contains_key(path) {
+            tracing::info!(route = %path, "deleting stale route");
+            state.proxy.delete_route(path).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Polls running servers (cleaning up those that died) and keeps the proxy alive.
+async fn poll_servers(state: &AppState) -> Result<(), HubError> {
+    for (user, server) in state.store.list_active_servers().await? {
+        if server.status != ServerStatus::Running {
+            continue;
+        }
+        if let PollStatus::Exited { code } = state.spawner.poll(&server.state).await {
+            tracing::warn!(user = %user.name, server = %server.name, ?code, "server exited on its own");
+            let prefix = state.server_prefix(user.name.as_str(), server.name.as_str());
+            state.proxy.delete_route(&prefix).await?;
+            cleanup_server(state, &user, &server.name).await;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn spawn_background_tasks(state: Arc<AppState>) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let poller = Arc::clone(&state);
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = poll_servers(&poller).await {
+                tracing::error!(%error, "polling servers");
+            }
+            if let Err(error) = sync_routes(&poller).await {
+                tracing::error!(%error, "syncing routes");
+            }
+        }
+    });
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(PROXY_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.proxy.ensure_running().await {
+                Ok(true) => {
+                    tracing::warn!("the proxy had died and was relaunched; restoring routes");
+                    if let Err(error) = sync_routes(&state).await {
+                        tracing::error!(%error, "restoring routes");
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "checking the proxy"),
+            }
+        }
+    });
+    tasks
+}

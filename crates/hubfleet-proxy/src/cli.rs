@@ -1,0 +1,414 @@
+//! `hubfleet proxy`: configurable-http-proxy's command line, so stock JupyterHub can launch us as CHP.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ProxyError;
+use crate::server::{ProxyConfig, ProxyServer, TlsPaths};
+
+/// The environment variable holding the REST API token (the same one CHP reads).
+pub const AUTH_TOKEN_ENV: &str = "CONFIGPROXY_AUTH_TOKEN";
+
+/// configurable-http-proxy's flags (the ones JupyterHub passes and the common others).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChpArgs {
+    /// Public-facing IP of the proxy (empty: all interfaces).
+    #[arg(long, default_value = "")]
+    pub ip: String,
+    /// Public-facing port of the proxy.
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Inward-facing IP for the REST API.
+    #[arg(long, default_value = "localhost")]
+    pub api_ip: String,
+    /// Inward-facing port for the REST API (default: port + 1).
+    #[arg(long)]
+    pub api_port: Option<u16>,
+    /// Default proxy target (proto://host[:port]), installed as the `/` route.
+    #[arg(long)]
+    pub default_target: Option<String>,
+    /// Alternate server for error pages: `<target>/<code>?url=<path>`.
+    #[arg(long)]
+    pub error_target: Option<String>,
+    /// Directory of static error pages (accepted; plain-text errors are served instead).
+    #[arg(long)]
+    pub error_path: Option<PathBuf>,
+    /// Log level (accepted for compatibility; logging is configured by the binary via `RUST_LOG`).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Route by host name: route keys are `/<host><path>`.
+    #[arg(long)]
+    pub host_routing: bool,
+    /// PEM private key for HTTPS on the public port.
+    #[arg(long)]
+    pub ssl_key: Option<PathBuf>,
+    /// PEM certificate (chain) for HTTPS on the public port.
+    #[arg(long)]
+    pub ssl_cert: Option<PathBuf>,
+    /// Serve plain HTTP on this port, redirecting to HTTPS.
+    #[arg(long)]
+    pub redirect_port: Option<u16>,
+    /// The HTTPS port redirects point to (default: `--port`).
+    #[arg(long)]
+    pub redirect_to: Option<u16>,
+    /// Write the process id here.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Don't add `X-Forwarded-*` headers.
+    #[arg(long)]
+    pub no_x_forward: bool,
+    /// Strip the route prefix before forwarding.
+    #[arg(long)]
+    pub no_include_prefix: bool,
+    /// Don't prepend the target URL's path.
+    #[arg(long)]
+    pub no_prepend_path: bool,
+    /// Client connection timeout in ms (applied while reading request headers).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Timeout in ms for an upstream to send its response headers.
+    #[arg(long)]
+    pub proxy_timeout: Option<u64>,
+    /// Idle keep-alive timeout in ms for client connections.
+    #[arg(long, default_value_t = 5000)]
+    pub keep_alive_timeout: u64,
+    /// Header added to proxied requests, `name:value` (repeatable).
+    #[arg(long = "custom-header", value_name = "NAME:VALUE")]
+    pub custom_headers: Vec<String>,
+    /// IP for the metrics listener.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub metrics_ip: String,
+    /// Port for the metrics listener (`/metrics`); off unless given.
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// Skip verification of HTTPS targets (accepted; HTTPS targets are not supported yet).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Internal-SSL and other CHP options we accept but do not implement; a warning is logged for each.
+    #[command(flatten)]
+    pub unsupported: UnsupportedChpArgs,
+}
+
+/// Flags CHP has that we accept (so a launcher passing them still works) and warn about.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UnsupportedChpArgs {
+    #[arg(long, hide = true)]
+    pub api_ssl_key: Option<String>,
+    #[arg(long, hide = true)]
+    pub api_ssl_cert: Option<String>,
+    #[arg(long, hide = true)]
+    pub api_ssl_ca: Option<String>,
+    #[arg(long, hide = true)]
+    pub api_ssl_request_cert: bool,
+    #[arg(long, hide = true)]
+    pub api_ssl_reject_unauthorized: bool,
+    #[arg(long, hide = true)]
+    pub client_ssl_key: Option<String>,
+    #[arg(long, hide = true)]
+    pub client_ssl_cert: Option<String>,
+    #[arg(long, hide = true)]
+    pub client_ssl_ca: Option<String>,
+    #[arg(long, hide = true)]
+    pub client_ssl_request_cert: bool,
+    #[arg(long, hide = true)]
+    pub client_ssl_reject_unauthorized: bool,
+    #[arg(long, hide = true)]
+    pub ssl_ca: Option<String>,
+    #[arg(long, hide = true)]
+    pub ssl_request_cert: bool,
+    #[arg(long, hide = true)]
+    pub ssl_reject_unauthorized: bool,
+    #[arg(long, hide = true)]
+    pub ssl_protocol: Option<String>,
+    #[arg(long, hide = true)]
+    pub ssl_ciphers: Option<String>,
+    #[arg(long, hide = true)]
+    pub ssl_allow_rc4: bool,
+    #[arg(long, hide = true)]
+    pub ssl_dhparam: Option<String>,
+    #[arg(long, hide = true)]
+    pub storage_backend: Option<String>,
+    #[arg(long, hide = true)]
+    pub auto_rewrite: bool,
+    #[arg(long, hide = true)]
+    pub change_origin: bool,
+    #[arg(long, hide = true)]
+    pub protocol_rewrite: Option<String>,
+}
+
+impl UnsupportedChpArgs {
+    fn given(&self) -> Vec<&'static str> {
+        let flags: [(&'static str, bool); 21] = [
+            ("--api-ssl-key", self.api_ssl_key.is_some()),
+            ("--api-ssl-cert", self.api_ssl_cert.is_some()),
+            ("--api-ssl-ca", self.api_ssl_ca.is_some()),
+            ("--api-ssl-request-cert", self.api_ssl_request_cert),
+            (
+                "--api-ssl-reject-unauthorized",
+                self.api_ssl_reject_unauthorized,
+            ),
+            ("--client-ssl-key", self.client_ssl_key.is_some()),
+            ("--client-ssl-cert", self.client_ssl_cert.is_some()),
+            ("--client-ssl-ca", self.client_ssl_ca.is_some()),
+            ("--client-ssl-request-cert", self.client_ssl_request_cert),
+            (
+                "--client-ssl-reject-unauthorized",
+                self.client_ssl_reject_unauthorized,
+            ),
+            ("--ssl-ca", self.ssl_ca.is_some()),
+            ("--ssl-request-cert", self.ssl_request_cert),
+            ("--ssl-reject-unauthorized", self.ssl_reject_unauthorized),
+            ("--ssl-protocol", self.ssl_protocol.is_some()),
+            ("--ssl-ciphers", self.ssl_ciphers.is_some()),
+            ("--ssl-allow-rc4", self.ssl_allow_rc4),
+            ("--ssl-dhparam", self.ssl_dhparam.is_some()),
+            ("--storage-backend", self.storage_backend.is_some()),
+            ("--auto-rewrite", self.auto_rewrite),
+            ("--change-origin", self.change_origin),
+            ("--protocol-rewrite", self.protocol_rewrite.is_some()),
+        ];
+        flags
+            .into_iter()
+            .filter(|(_, given)| *given)
+            .map(|(flag, _)| flag)
+            .collect()
+    }
+}
+
+impl ChpArgs {
+    /// Turns the flags (and `CONFIGPROXY_AUTH_TOKEN` from `auth_token`) into a [`ProxyConfig`].
+    pub fn to_config(&self, auth_token: Option<String>) -> Result<ProxyConfig, ProxyError> {
+        let public_ip = resolve_ip(&self.ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+        let api_ip = resolve_ip(&self.api_ip, IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+        let api_port = match self.api_port {
+            Some(port) => port,
+            None => self.port.checked_add(1).ok_or_else(|| {
+                ProxyError::Config("`--port` 65535 leaves no default `--api-port`".to_owned())
+            })?,
+        };
+        let tls = match (&self.ssl_cert, &self.ssl_key) {
+            (Some(cert), Some(key)) => Some(TlsPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => return Err(ProxyError::TlsHalfConfigured),
+        };
+        let metrics_addr = match self.metrics_port {
+            Some(port) => Some(SocketAddr::new(
+                resolve_ip(&self.metrics_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?,
+                port,
+            )),
+            None => None,
+        };
+        let custom_headers = self
+            .custom_headers
+            .iter()
+            .map(|header| {
+                header
+                    .split_once(':')
+                    .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+                    .ok_or_else(|| {
+                        ProxyError::Config(format!(
+                            "`--custom-header {header}` is not `name:value`"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ProxyConfig {
+            public_addr: SocketAddr::new(public_ip, self.port),
+            api_addr: SocketAddr::new(api_ip, api_port),
+            metrics_addr,
+            redirect_addr: self
+                .redirect_port
+                .map(|port| SocketAddr::new(public_ip, port)),
+            redirect_to_port: Some(self.redirect_to.unwrap_or(self.port)),
+            auth_token: auth_token.filter(|token| !token.is_empty()),
+            default_target: self.default_target.clone(),
+            error_target: self.error_target.clone(),
+            host_routing: self.host_routing,
+            tls,
+            x_forward: !self.no_x_forward,
+            include_prefix: !self.no_include_prefix,
+            prepend_path: !self.no_prepend_path,
+            timeout: self.timeout.filter(|ms| *ms > 0).map(Duration::from_millis),
+            proxy_timeout: self
+                .proxy_timeout
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+            keep_alive_timeout: Duration::from_millis(self.keep_alive_timeout),
+            custom_headers,
+        })
+    }
+}
+
+/// An IP literal or a host name (resolved once at start); empty means `default`.
+fn resolve_ip(host: &str, default: IpAddr) -> Result<IpAddr, ProxyError> {
+    if host.is_empty() || host == "*" {
+        return Ok(default);
+    }
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse() {
+        return Ok(ip);
+    }
+    (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|addr| addr.ip())
+        .ok_or_else(|| ProxyError::InvalidAddress(host.to_owned()))
+}
+
+/// Runs the proxy until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate.
+pub async fn run(args: ChpArgs) -> Result<(), ProxyError> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    for flag in args.unsupported.given() {
+        tracing::warn!(
+            flag,
+            "option is accepted for configurable-http-proxy compatibility but not implemented"
+        );
+    }
+    if args.error_path.is_some() {
+        tracing::warn!("`--error-path` is ignored; errors without `--error-target` are plain text");
+    }
+    let config = args.to_config(std::env::var(AUTH_TOKEN_ENV).ok())?;
+    if config.auth_token.is_none() {
+        tracing::warn!("REST API is not authenticated: `{AUTH_TOKEN_ENV}` is not set");
+    }
+    let mut terminate = signal(SignalKind::terminate()).map_err(ProxyError::Signal)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ProxyError::Signal)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(ProxyError::Signal)?;
+
+    let server = ProxyServer::bind(config).await?;
+    if let Some(path) = &args.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            ProxyError::PidFile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    tracing::info!(public = %server.public_addr(), api = %server.api_addr(), "proxy listening");
+    let handle = server.handle();
+    let reloader = tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match handle.reload_tls() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(error) => {
+                    tracing::error!(error = %crate::forward::ErrorChain(&error), "TLS reload failed; keeping the old certificate")
+                }
+            }
+        }
+    });
+    let shutdown = async {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
+    };
+    let served = server.serve(shutdown).await;
+    reloader.abort();
+    if let Some(path) = &args.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        args: ChpArgs,
+    }
+
+    fn parse(argv: &[&str]) -> ChpArgs {
+        TestCli::try_parse_from(std::iter::once("proxy").chain(argv.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn jupyterhub_command_line_parses() {
+        let args = parse(&[
+            "--ip",
+            "",
+            "--port",
+            "8000",
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            "8001",
+            "--error-target",
+            "http://127.0.0.1:8081/hub/error",
+            "--log-level",
+            "info",
+        ]);
+        let config = args.to_config(Some("secret".to_owned())).unwrap();
+        assert_eq!(config.public_addr, "0.0.0.0:8000".parse().unwrap());
+        assert_eq!(config.api_addr, "127.0.0.1:8001".parse().unwrap());
+        assert_eq!(
+            config.error_target.as_deref(),
+            Some("http://127.0.0.1:8081/hub/error")
+        );
+        assert!(config.x_forward && config.include_prefix && config.prepend_path);
+        assert!(
+            !format!("{config:?}").contains("secret"),
+            "token leaked into Debug output"
+        );
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let args = parse(&[
+            "--port=9000",
+            "--ip=",
+            "--no-x-forward",
+            "--custom-header",
+            "X-A: b",
+            "--timeout",
+            "0",
+        ]);
+        let config = args.to_config(None).unwrap();
+        assert_eq!(config.api_addr, "127.0.0.1:9001".parse().unwrap());
+        assert!(!config.x_forward);
+        assert_eq!(
+            config.custom_headers,
+            vec![("X-A".to_owned(), "b".to_owned())]
+        );
+        assert_eq!(config.timeout, None);
+        assert!(config.auth_token.is_none());
+    }
+
+    #[test]
+    fn internal_ssl_flags_are_accepted_and_reported() {
+        let args = parse(&[
+            "--api-ssl-key",
+            "k",
+            "--client-ssl-reject-unauthorized",
+            "--storage-backend",
+            "x",
+        ]);
+        assert_eq!(
+            args.unsupported.given(),
+            vec![
+                "--api-ssl-key",
+                "--client-ssl-reject-unauthorized",
+                "--storage-backend"
+            ]
+        );
+    }
+
+    #[test]
+    fn half_tls_is_rejected() {
+        let args = parse(&["--ssl-cert", "c.pem"]);
+        assert!(matches!(
+            args.to_config(None),
+            Err(ProxyError::TlsHalfConfigured)
+        ));
+    }
+}

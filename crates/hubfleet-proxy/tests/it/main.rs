@@ -1,0 +1,11 @@
+//! Integration tests of the proxy over real loopback TCP: REST API conformance, forwarding, streaming,
+//! WebSockets, malformed input, TLS/HTTP2, the hub client and metrics. One test binary, as our style asks.
+
+mod api;
+mod client;
+mod forwarding;
+mod malformed;
+mod streaming;
+mod support;
+mod tls;
+mod websocket;

@@ -1,0 +1,222 @@
+//! Rows as the hub sees them.
+//!
+//! Types that carry a hash of a secret (token, session cookie, OAuth code or client secret) have a
+//! hand-written `Debug` that leaves the hash out: a hash is enough to look a credential up in the
+//! database, so it must not end up in logs.
+
+use std::fmt;
+
+use hubfleet_types::{ServerName, SpawnerState, Timestamp, UserName};
+
+/// Which database engine a [`crate::Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub name: UserName,
+    pub admin: bool,
+    pub created: Timestamp,
+    pub last_activity: Option<Timestamp>,
+}
+
+/// Lifecycle of one named server. Stored as lowercase text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerStatus {
+    Stopped,
+    Spawning,
+    Running,
+    Stopping,
+}
+
+impl ServerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerStatus::Stopped => "stopped",
+            ServerStatus::Spawning => "spawning",
+            ServerStatus::Running => "running",
+            ServerStatus::Stopping => "stopping",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "stopped" => ServerStatus::Stopped,
+            "spawning" => ServerStatus::Spawning,
+            "running" => ServerStatus::Running,
+            "stopping" => ServerStatus::Stopping,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub id: i64,
+    pub user_id: i64,
+    /// Empty for the default server.
+    pub name: ServerName,
+    pub status: ServerStatus,
+    pub url: Option<String>,
+    pub state: SpawnerState,
+    pub started: Option<Timestamp>,
+    pub last_activity: Option<Timestamp>,
+    pub user_options: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOwner {
+    User(i64),
+    Service(i64),
+}
+
+/// A token to insert. `hash` is the hex SHA-256 of the token; the store never sees the token itself.
+#[derive(Clone, PartialEq)]
+pub struct NewToken {
+    pub hash: String,
+    pub owner: TokenOwner,
+    pub scopes: Vec<String>,
+    pub note: String,
+    pub created: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub session_id: Option<String>,
+    pub oauth_client_id: Option<String>,
+}
+
+impl fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewToken")
+            .field("hash", &"<redacted>")
+            .field("owner", &self.owner)
+            .field("scopes", &self.scopes)
+            .field("note", &self.note)
+            .field("created", &self.created)
+            .field("expires_at", &self.expires_at)
+            .field("session_id", &self.session_id)
+            .field("oauth_client_id", &self.oauth_client_id)
+            .finish()
+    }
+}
+
+/// A stored token. Carries no hash, so the derived `Debug` is safe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub owner: TokenOwner,
+    pub scopes: Vec<String>,
+    pub note: String,
+    pub created: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_activity: Option<Timestamp>,
+    pub session_id: Option<String>,
+    pub oauth_client_id: Option<String>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct OAuthClient {
+    pub identifier: String,
+    pub secret_hash: String,
+    pub redirect_uri: String,
+    pub description: String,
+    pub allowed_scopes: Vec<String>,
+}
+
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("identifier", &self.identifier)
+            .field("secret_hash", &"<redacted>")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("description", &self.description)
+            .field("allowed_scopes", &self.allowed_scopes)
+            .finish()
+    }
+}
+
+#[derive(Clone, PartialEq)]
+pub struct OAuthCode {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: i64,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub session_id: Option<String>,
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for OAuthCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The PKCE challenge is derived from the verifier; keep it out of logs along with the code hash.
+        f.debug_struct("OAuthCode")
+            .field("code_hash", &"<redacted>")
+            .field("client_id", &self.client_id)
+            .field("user_id", &self.user_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scopes", &self.scopes)
+            .field(
+                "code_challenge",
+                &self.code_challenge.as_ref().map(|_| "<redacted>"),
+            )
+            .field("code_challenge_method", &self.code_challenge_method)
+            .field("session_id", &self.session_id)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A browser login session to insert. `hash` is the hash of the secret held in the login cookie.
+#[derive(Clone, PartialEq)]
+pub struct NewSession {
+    pub hash: String,
+    /// Public id, sent as the `jupyterhub-session-id` cookie and attached to tokens issued in this session.
+    pub session_id: String,
+    pub user_id: i64,
+    pub created: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewSession")
+            .field("hash", &"<redacted>")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user_id)
+            .field("created", &self.created)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Clone, PartialEq)]
+pub struct Session {
+    pub hash: String,
+    pub session_id: String,
+    pub user_id: i64,
+    pub created: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("hash", &"<redacted>")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user_id)
+            .field("created", &self.created)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub admin: bool,
+}
