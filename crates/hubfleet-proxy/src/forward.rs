@@ -281,17 +281,16 @@ fn upstream_uri(state: &ForwardState, route: &Route, original: &Uri) -> Option<U
             _ => Cow::Borrowed(original_pq),
         }
     };
-    let path_and_query: PathAndQuery =
-        if state.options.prepend_path && !target.path_prefix.is_empty() {
-            format!("{}{}", target.path_prefix, forwarded_pq)
-                .parse()
-                .ok()?
-        } else if let (Cow::Borrowed(_), Some(pq)) = (&forwarded_pq, original.path_and_query()) {
-            // The common case (origin-only target, full path forwarded) reuses the parsed original: no copy.
-            pq.clone()
-        } else {
-            forwarded_pq.parse().ok()?
-        };
+    let prefix = if state.options.prepend_path {
+        target.path_prefix.as_str()
+    } else {
+        ""
+    };
+    let path_and_query: PathAndQuery = match original.path_and_query() {
+        // The common case (origin-only target, full path forwarded) reuses the parsed original: no copy.
+        Some(pq) if prefix.is_empty() && forwarded_pq == pq.as_str() => pq.clone(),
+        _ => format!("{prefix}{forwarded_pq}").parse().ok()?,
+    };
     Uri::builder()
         .scheme(target.scheme.clone())
         .authority(target.authority.clone())

@@ -430,4 +430,65 @@ mod tests {
         assert!(Target::parse("not a url").is_none());
         assert!(Target::parse("ftp://h").is_none());
     }
+
+    /// The obvious model of CHP's trie: split into segments, pick the route whose segments are the longest
+    /// prefix of the request's segments.
+    fn model_lookup<'a>(routes: &'a [String], path: &str) -> Option<&'a str> {
+        let segments = |p: &str| -> Vec<String> {
+            let trimmed = p.trim_matches('/');
+            if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').map(str::to_owned).collect() }
+        };
+        let wanted = segments(path);
+        routes
+            .iter()
+            .map(|route| (route, segments(route)))
+            .filter(|(_, route_segments)| wanted.starts_with(route_segments))
+            .max_by_key(|(_, route_segments)| route_segments.len())
+            .map(|(route, _)| route.as_str())
+    }
+
+    /// A tiny deterministic generator (SplitMix64), so failures reproduce without a dependency.
+    struct SplitMix(u64);
+
+    impl SplitMix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn path(&mut self) -> String {
+            const ALPHABET: &[u8] = b"ab/";
+            let len = (self.next() % 9) as usize;
+            (0..len).map(|_| ALPHABET[(self.next() % 3) as usize] as char).collect()
+        }
+    }
+
+    /// The same property as the cargo-fuzz target `fuzz/fuzz_targets/route_match.rs`, over seeded random
+    /// inputs (cargo-fuzz needs a nightly toolchain, which we do not have).
+    #[test]
+    fn lookup_matches_the_reference_model() {
+        let mut rng = SplitMix(0x5EED);
+        for _ in 0..3000 {
+            let table = RouteTable::new(false);
+            let mut keys = Vec::new();
+            for _ in 0..(rng.next() % 6) {
+                let raw = rng.path();
+                table.insert(&raw, data("http://t")).unwrap();
+                let key = normalize_path(&raw);
+                assert_eq!(normalize_path(&key), key, "normalisation is idempotent");
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            for _ in 0..8 {
+                let request = format!("/{}", rng.path());
+                let found = table.lookup(&request);
+                let expected = model_lookup(&keys, &request);
+                assert_eq!(found.as_ref().map(|route| route.path()), expected, "routes {keys:?}, request {request:?}");
+            }
+        }
+    }
 }

@@ -232,7 +232,10 @@ impl LocalProcessSpawner {
             return status;
         }
         match procfs::read_stat(server.pid) {
-            Ok(Some(stat)) if stat.start_time == server.start_time && !stat.is_exited() => {
+            Ok(Some(stat))
+                if stat.start_time == server.start_time
+                    && (!stat.is_exited() || procfs::has_live_threads(server.pid)) =>
+            {
                 PollStatus::Running
             }
             Ok(_) => PollStatus::Exited { code: None },

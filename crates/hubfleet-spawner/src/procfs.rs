@@ -46,6 +46,12 @@ pub(crate) fn read_stat(pid: u32) -> io::Result<Option<ProcessStat>> {
     }
 }
 
+/// A multi-threaded process whose main thread has exited shows as a zombie while its other
+/// threads still run (and still hold its sockets); it is only gone once its last thread is.
+pub(crate) fn has_live_threads(pid: u32) -> bool {
+    fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
+}
+
 /// Pids of live (non-zombie) processes whose process group is `process_group`.
 pub(crate) fn live_group_members(process_group: i32) -> io::Result<Vec<u32>> {
     let mut members = Vec::new();
@@ -61,7 +67,7 @@ pub(crate) fn live_group_members(process_group: i32) -> io::Result<Vec<u32>> {
         // Processes come and go during the scan; a vanished one is simply not a member.
         if let Ok(Some(stat)) = read_stat(pid)
             && stat.process_group == process_group
-            && !stat.is_exited()
+            && (!stat.is_exited() || has_live_threads(pid))
         {
             members.push(pid);
         }

@@ -358,7 +358,7 @@ async fn stop_kills_the_whole_group_escalating_to_sigkill() {
     let stop_timeout = Duration::from_millis(500);
     let spawner = hub_user_spawner(stop_timeout);
     // The grandchild ignores SIGTERM, so only the SIGKILL after `stop_timeout` removes it.
-    let script = r#"(trap "" TERM; exec sleep 600) & echo "grandchild $!"; wait"#;
+    let script = r#"sh -c 'trap "" TERM; echo "grandchild $$"; exec sleep 600' & wait"#;
     let server = spawner
         .start(
             request(data_dir.path(), "heidi", &["/bin/sh", "-c", script]),

@@ -64,3 +64,24 @@ impl From<sqlx::Error> for StoreError {
         StoreError::Database(err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_message_hides_database_detail_but_log_detail_has_it() {
+        let err = StoreError::from(sqlx::Error::Protocol("relation \"users\" is odd".into()));
+        assert_eq!(err.to_string(), "database error");
+        let detail = err.log_detail();
+        assert!(detail.starts_with("database error: "), "{detail}");
+        assert!(detail.contains("relation \"users\" is odd"), "{detail}");
+    }
+
+    #[test]
+    fn corrupt_row_detail_is_only_in_logs() {
+        let err = StoreError::CorruptRow("users.name: bad".to_string());
+        assert_eq!(err.to_string(), "stored data is invalid");
+        assert_eq!(err.log_detail(), "stored data is invalid: users.name: bad");
+    }
+}

@@ -3,6 +3,11 @@
 //! One set of portable SQL serves both backends (see `store.rs` for how), with per-backend
 //! migrations embedded in the binary and applied by [`Store::open`]. Timestamps are stored as
 //! microseconds since the Unix epoch, JSON as text, and credentials only as hashes.
+//!
+//! Error conventions: updates and deletes addressed by id return [`StoreError::NotFound`] when no
+//! row matched; inserts naming a missing user or service return `NotFound` too, and inserts that
+//! repeat a unique key return [`StoreError::Conflict`]. `touch_*` calls and
+//! [`Store::delete_oauth_client`] treat a missing row as success.
 
 mod error;
 mod migrate;

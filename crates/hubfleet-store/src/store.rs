@@ -1,7 +1,7 @@
 //! Opening the database and the plumbing every query shares.
 //!
 //! The two backends are a small enum over sqlx's concrete pools. Query code is written once: the
-//! [`dispatch!`] macro expands a block for each pool type, so the same portable SQL (with `$1`
+//! `dispatch!` macro expands a block for each pool type, so the same portable SQL (with `$1`
 //! placeholders, which sqlx's SQLite driver accepts too) runs on both.
 //!
 //! SQLite runs in WAL mode with `synchronous=FULL`, so a commit is on disk when it returns. All

@@ -102,16 +102,21 @@ async fn content_length_with_chunked_is_read_as_chunked_and_not_smuggled() {
 #[tokio::test]
 async fn broken_upgrade_handshakes_are_answered() {
     let proxy = TestProxy::start(ProxyConfig::default()).await;
-    // A WebSocket upstream rejects a handshake without `Sec-WebSocket-Key`; the proxy passes its 400 on.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = tokio_tungstenite::accept_async(stream).await;
-            });
-        }
-    });
+    // An upstream that validates WebSocket handshakes rejects one without `Sec-WebSocket-Key`; the proxy
+    // relays the rejection instead of tunnelling.
+    let ws_addr =
+        crate::support::upstream(|req: http::Request<hyper::body::Incoming>| async move {
+            let status = if req.headers().contains_key("sec-websocket-key") {
+                101
+            } else {
+                400
+            };
+            http::Response::builder()
+                .status(status)
+                .body(crate::support::full(""))
+                .expect("response builds")
+        })
+        .await;
     proxy.route("/ws", &format!("http://{ws_addr}"));
     let answer = raw_exchange(
         proxy.public,

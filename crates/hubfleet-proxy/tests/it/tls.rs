@@ -30,6 +30,8 @@ fn generate_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::Path
             "/CN=localhost",
             "-addext",
             "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
         ])
         .arg("-keyout")
         .arg(&key)

@@ -21,18 +21,16 @@ async fn ws_echo_upstream() -> SocketAddr {
                     return;
                 };
                 while let Some(Ok(message)) = socket.next().await {
-                    match message {
-                        Message::Text(text) if text.as_str() == "close" => {
-                            let _ = socket.close(None).await;
-                            return;
-                        }
-                        Message::Text(text) if text.as_str() == "drop" => return,
-                        Message::Text(_) | Message::Binary(_) => {
-                            if socket.send(message).await.is_err() {
-                                return;
-                            }
-                        }
-                        _ => {}
+                    if message.is_text() && message.to_text().ok() == Some("close") {
+                        let _ = socket.close(None).await;
+                        return;
+                    }
+                    if message.is_text() && message.to_text().ok() == Some("drop") {
+                        return;
+                    }
+                    let echo = message.is_text() || message.is_binary();
+                    if echo && socket.send(message).await.is_err() {
+                        return;
                     }
                 }
             });

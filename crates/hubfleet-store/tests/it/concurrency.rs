@@ -94,3 +94,24 @@ async fn postgres_concurrent_open_migrates_once() {
     open_concurrently(&url).await;
     drop_postgres_schema(&admin_url, &name).await;
 }
+
+/// The hub runs store calls inside axum handlers and spawned tasks, which need `Send` futures.
+/// This only has to compile; the futures are dropped without being polled.
+#[test]
+fn store_futures_are_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let (_dir, url) = sqlite_url();
+    assert_send(Store::open(&url));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(Store::open(&url)).unwrap();
+    let names = [user_name("a")];
+    assert_send(store.create_users(&names, false));
+    assert_send(store.begin_spawn(1, &ServerName::default_server(), &serde_json::Value::Null));
+    assert_send(store.delete_oauth_client("c"));
+    assert_send(store.purge_expired(hubfleet_types::now()));
+    assert_send(store.find_session("h", hubfleet_types::now()));
+    runtime.block_on(store.close());
+}

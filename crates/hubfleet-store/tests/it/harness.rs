@@ -1,6 +1,7 @@
 //! Per-test databases for both backends (for PostgreSQL, a fresh schema selected through the
 //! connection's `search_path`: creating and dropping whole databases costs a checkpoint each), and the [`store_test!`] macro that runs one body on each.
 
+use std::io::Write;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -52,7 +53,11 @@ pub async fn sqlite_db() -> TestDb {
 /// schema name, or `None` (after saying so) when no PostgreSQL server is configured.
 pub async fn postgres_url(test: &str) -> Option<(String, String, String)> {
     let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-        eprintln!("{test}: PostgreSQL variant NOT RUN ({POSTGRES_URL_VAR} is not set)");
+        // Written to stderr directly: libtest hides `eprintln!` output of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: PostgreSQL variant NOT RUN ({POSTGRES_URL_VAR} is not set)"
+        );
         return None;
     };
     static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -1,6 +1,7 @@
 //! Timings for the report (bulk create, paging at 50k users). Runs only with
 //! `HUBFLEET_STORE_TIMINGS=1`; prints figures and asserts only correctness, never speed.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use hubfleet_store::Store;
@@ -57,7 +58,11 @@ async fn measure(label: &str, store: &Store) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timings() {
     if std::env::var("HUBFLEET_STORE_TIMINGS").is_err() {
-        eprintln!("timings: NOT RUN (set HUBFLEET_STORE_TIMINGS=1)");
+        // Written to stderr directly: libtest hides `eprintln!` output of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "timings: NOT RUN (set HUBFLEET_STORE_TIMINGS=1)"
+        );
         return;
     }
     let db = sqlite_db().await;

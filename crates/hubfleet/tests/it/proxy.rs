@@ -21,8 +21,18 @@ use crate::support::{
 /// browser flow and a kernel WebSocket go through our proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_jupyterhub_runs_on_hubfleet_proxy() {
+    login_spawn_and_run_kernel_through_our_proxy("6.1.1").await;
+}
+
+/// The same with the previous major version, 5.5.4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_jupyterhub_5_runs_on_hubfleet_proxy() {
+    login_spawn_and_run_kernel_through_our_proxy("5.5.4").await;
+}
+
+async fn login_spawn_and_run_kernel_through_our_proxy(version: &str) {
     let proxy_command = vec![hubfleet_bin().display().to_string(), "proxy".to_owned()];
-    let hub = StockJupyterHub::start("6.1.1", Some(proxy_command)).await;
+    let hub = StockJupyterHub::start(version, Some(proxy_command)).await;
     let proxy_pid = hub
         .proxy_pid()
         .expect("JupyterHub wrote the proxy's pid file");
@@ -38,7 +48,21 @@ async fn stock_jupyterhub_runs_on_hubfleet_proxy() {
     let lab = browser
         .spawn_and_wait_for_lab("alice", Duration::from_secs(180))
         .await;
-    assert!(lab.contains("\"hubUser\": \"alice\"") || lab.contains("alice"));
+    assert!(
+        lab.contains(r#""hubUser": "alice""#),
+        "the lab page is alice's single-user server"
+    );
+    let routes: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/routes", hub.proxy_api_url()))
+        .header("Authorization", format!("token {}", hub.proxy_auth_token()))
+        .send()
+        .await
+        .expect("GET our proxy's routes")
+        .json()
+        .await
+        .expect("routes are JSON");
+    assert_eq!(routes["/user/alice"]["user"], "alice", "{routes}");
+    assert_eq!(routes["/user/alice"]["jupyterhub"], true, "{routes}");
 
     let kernel_id = browser.start_kernel("alice").await;
     let mut kernel = KernelSocket::open(&browser, "alice", &kernel_id).await;
