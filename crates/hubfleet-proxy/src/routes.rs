@@ -436,7 +436,11 @@ mod tests {
     fn model_lookup<'a>(routes: &'a [String], path: &str) -> Option<&'a str> {
         let segments = |p: &str| -> Vec<String> {
             let trimmed = p.trim_matches('/');
-            if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').map(str::to_owned).collect() }
+            if trimmed.is_empty() {
+                Vec::new()
+            } else {
+                trimmed.split('/').map(str::to_owned).collect()
+            }
         };
         let wanted = segments(path);
         routes
@@ -462,7 +466,9 @@ mod tests {
         fn path(&mut self) -> String {
             const ALPHABET: &[u8] = b"ab/";
             let len = (self.next() % 9) as usize;
-            (0..len).map(|_| ALPHABET[(self.next() % 3) as usize] as char).collect()
+            (0..len)
+                .map(|_| ALPHABET[(self.next() % 3) as usize] as char)
+                .collect()
         }
     }
 
@@ -487,7 +493,11 @@ mod tests {
                 let request = format!("/{}", rng.path());
                 let found = table.lookup(&request);
                 let expected = model_lookup(&keys, &request);
-                assert_eq!(found.as_ref().map(|route| route.path()), expected, "routes {keys:?}, request {request:?}");
+                assert_eq!(
+                    found.as_ref().map(|route| route.path()),
+                    expected,
+                    "routes {keys:?}, request {request:?}"
+                );
             }
         }
     }

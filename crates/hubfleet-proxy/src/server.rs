@@ -345,7 +345,7 @@ impl ProxyServer {
 
         let forward_state = self.forward_state.clone();
         let tls = self.tls.clone();
-        let public = accept_loop(&self.public, ctx, move |stream, peer, watcher, http| {
+        let public = accept_loop(self.public, ctx, move |stream, peer, watcher, http| {
             let state = forward_state.clone();
             let tls = tls.clone();
             async move {
@@ -373,7 +373,7 @@ impl ProxyServer {
             }
         });
         let api_state = self.api_state.clone();
-        let api = accept_loop(&self.api, ctx, move |stream, _peer, watcher, http| {
+        let api = accept_loop(self.api, ctx, move |stream, _peer, watcher, http| {
             let state = api_state.clone();
             async move {
                 let service = service_fn(move |req| api::handle(state.clone(), req));
@@ -382,7 +382,7 @@ impl ProxyServer {
         });
         let metrics = self.handle.metrics.clone();
         let metrics_loop = async {
-            if let Some(listener) = &self.metrics_listener {
+            if let Some(listener) = self.metrics_listener {
                 accept_loop(listener, ctx, move |stream, _peer, watcher, http| {
                     let metrics = metrics.clone();
                     async move {
@@ -394,8 +394,7 @@ impl ProxyServer {
             }
         };
         let redirect_loop = async {
-            if let Some((listener, https_port)) = &self.redirect {
-                let https_port = *https_port;
+            if let Some((listener, https_port)) = self.redirect {
                 accept_loop(
                     listener,
                     ctx,
@@ -464,8 +463,8 @@ struct AcceptContext<'a> {
     http: &'a Arc<auto::Builder<TokioExecutor>>,
 }
 
-/// Accepts until told to stop, spawning `serve_conn` for each connection with a shutdown watcher.
-async fn accept_loop<F, Fut>(listener: &TcpListener, ctx: AcceptContext<'_>, serve_conn: F)
+/// Accepts until told to stop (then drops the listener, so new connections are refused), spawning `serve_conn` for each connection with a shutdown watcher.
+async fn accept_loop<F, Fut>(listener: TcpListener, ctx: AcceptContext<'_>, serve_conn: F)
 where
     F: Fn(
         TcpStream,

@@ -362,3 +362,87 @@ async fn upstream_connections_are_reused() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (arrived_signal, release_wait) = (arrived.clone(), release.clone());
+    let slow = upstream(move |_req: Request<Incoming>| {
+        let (arrived, release) = (arrived_signal.clone(), release_wait.clone());
+        async move {
+            arrived.notify_one();
+            release.notified().await;
+            Response::new(full("finished"))
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(ProxyConfig::default()).await;
+    proxy.route("/", &format!("http://{slow}"));
+    let public = proxy.public;
+    let in_flight = tokio::spawn(http_client().get(proxy.url("/slow")).send());
+    tokio::time::timeout(DEADLINE, arrived.notified())
+        .await
+        .expect("request reaches the upstream");
+
+    let stopping = tokio::spawn(proxy.stop());
+    // New connections are refused once the listener is closed.
+    let refused = async {
+        loop {
+            if tokio::net::TcpStream::connect(public).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, refused)
+        .await
+        .expect("listener closes");
+    release.notify_one();
+    let response = tokio::time::timeout(DEADLINE, in_flight)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "finished");
+    tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let proxy = TestProxy::start(ProxyConfig {
+        keep_alive_timeout: Duration::from_millis(200),
+        ..ProxyConfig::default()
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /_chp_healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle connection was not closed");
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+    proxy.stop().await;
+}

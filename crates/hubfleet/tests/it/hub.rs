@@ -159,6 +159,7 @@ impl Drop for TestHub {
 /// `--pid-file <data_dir>/…`; servers and kernels run in homes under the data directory).
 fn kill_processes_under(dir: &Path) {
     let needle = dir.to_string_lossy().into_owned();
+    let mut killed = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return };
     for entry in entries.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
@@ -166,8 +167,20 @@ fn kill_processes_under(dir: &Path) {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if cwd.starts_with(dir) || String::from_utf8_lossy(&cmdline).contains(&needle) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            killed.push(pid);
         }
     }
+    // `userdel` refuses accounts that still own processes, so wait until they are gone
+    // (a zombie's reaper is init, which is prompt; the deadline only bounds a wedged kernel).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while killed.iter().any(|pid| is_alive(*pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
 }
 
 async fn login_and_open_lab(hub: &TestHub, user: &str) -> Browser {
