@@ -179,8 +179,8 @@ impl UnsupportedChpArgs {
 impl ChpArgs {
     /// Turns the flags (and `CONFIGPROXY_AUTH_TOKEN` from `auth_token`) into a [`ProxyConfig`].
     pub fn to_config(&self, auth_token: Option<String>) -> Result<ProxyConfig, ProxyError> {
-        let public_ip = resolve_ip(&self.ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
-        let api_ip = resolve_ip(&self.api_ip, IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+        let public_ip = resolve_ip(&self.ip)?;
+        let api_ip = resolve_ip(&self.api_ip)?;
         let api_port = match self.api_port {
             Some(port) => port,
             None => self.port.checked_add(1).ok_or_else(|| {
@@ -196,10 +196,7 @@ impl ChpArgs {
             _ => return Err(ProxyError::TlsHalfConfigured),
         };
         let metrics_addr = match self.metrics_port {
-            Some(port) => Some(SocketAddr::new(
-                resolve_ip(&self.metrics_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?,
-                port,
-            )),
+            Some(port) => Some(SocketAddr::new(resolve_ip(&self.metrics_ip)?, port)),
             None => None,
         };
         let custom_headers = self
@@ -243,10 +240,15 @@ impl ChpArgs {
     }
 }
 
-/// An IP literal or a host name (resolved once at start); empty means `default`.
-fn resolve_ip(host: &str, default: IpAddr) -> Result<IpAddr, ProxyError> {
+/// An IP literal or a host name (resolved once at start). Empty or `*` means all interfaces, as in CHP
+/// (z2jh passes `--api-ip=` so the hub pod can reach the API).
+fn resolve_ip(host: &str) -> Result<IpAddr, ProxyError> {
     if host.is_empty() || host == "*" {
-        return Ok(default);
+        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+    // The resolver may list `::1` first; CHP's default `localhost` means the IPv4 loopback in practice.
+    if host == "localhost" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
     if let Ok(ip) = host.trim_matches(['[', ']']).parse() {
         return Ok(ip);
@@ -382,6 +384,8 @@ mod tests {
         );
         assert_eq!(config.timeout, None);
         assert!(config.auth_token.is_none());
+        let all_interfaces = parse(&["--api-ip="]).to_config(None).unwrap();
+        assert_eq!(all_interfaces.api_addr, "0.0.0.0:8001".parse().unwrap());
     }
 
     #[test]

@@ -16,6 +16,5 @@ pub mod routes;
 mod server;
 mod tls;
 
-pub use body::ProxyBody;
 pub use error::{ClientError, ProxyError, RouteError, TlsError};
 pub use server::{ProxyConfig, ProxyHandle, ProxyServer, TlsPaths, serve};

@@ -2,186 +2,13 @@
 //! JupyterLab through our proxy, kernels over WebSockets, isolation between users, stopping,
 //! `kill -9` of the hub, and bad input.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{
-    Browser, KernelSocket, ProcessGuard, free_port, hubfleet_bin, singleuser_venv, wait_for,
-};
-
-const PASSWORD: &str = "correct horse battery";
-/// A service token with admin rights, for checking state through the REST API.
-const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const SPAWN_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A `hubfleet serve` process with its own data directory and ports. Dropping it kills the hub
-/// and everything it started (proxy, user servers, kernels) and removes the Unix accounts the
-/// spawner created for the test's users.
-struct TestHub {
-    hub: Option<ProcessGuard>,
-    config_path: PathBuf,
-    data_dir: PathBuf,
-    public_url: String,
-    proxy_api_port: u16,
-    users: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestHub {
-    async fn start(users: &[&str]) -> TestHub {
-        Self::start_with(users, "6.1.1", None).await
-    }
-
-    async fn start_with(users: &[&str], jupyterhub: &str, cmd: Option<Vec<String>>) -> TestHub {
-        crate::support::install_crypto_provider();
-        let dir = tempfile::Builder::new().prefix("hubfleet-hub-it-").tempdir().expect("tempdir");
-        // Single-user servers run as other Unix accounts; they must be able to reach their homes.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod tempdir");
-        let data_dir = dir.path().join("data");
-        let (public, hub, api) = (free_port(), free_port(), free_port());
-        let cmd = cmd.unwrap_or_else(|| {
-            vec![singleuser_venv(jupyterhub)
-                .join("bin/jupyterhub-singleuser")
-                .to_string_lossy()
-                .into_owned()]
-        });
-        let config = format!(
-            r#"listen: 127.0.0.1:{public}
-data_dir: {data}
-hub:
-  listen: 127.0.0.1:{hub}
-proxy:
-  api_listen: 127.0.0.1:{api}
-auth:
-  kind: shared-password
-  shared_password: "{PASSWORD}"
-spawner:
-  cmd: {cmd}
-  start_timeout: 60s
-  http_timeout: 60s
-services:
-  - name: test-admin
-    api_token: "{ADMIN_TOKEN}"
-    admin: true
-"#,
-            data = data_dir.display(),
-            cmd = serde_json::to_string(&cmd).expect("json"),
-        );
-        let config_path = dir.path().join("hubfleet.yaml");
-        std::fs::write(&config_path, config).expect("write config");
-        let mut test_hub = TestHub {
-            hub: None,
-            config_path,
-            data_dir,
-            public_url: format!("http://127.0.0.1:{public}"),
-            proxy_api_port: api,
-            users: users.iter().map(|u| u.to_string()).collect(),
-            _dir: dir,
-        };
-        test_hub.launch().await;
-        test_hub
-    }
-
-    /// Starts `hubfleet serve` and waits until the hub answers through the proxy.
-    async fn launch(&mut self) {
-        let mut command = Command::new(hubfleet_bin());
-        command.arg("serve").arg("--config").arg(&self.config_path);
-        self.hub = Some(ProcessGuard::spawn("hubfleet-serve", command));
-        let url = format!("{}/hub/api", self.public_url);
-        wait_for("the hub to answer through the proxy", Duration::from_secs(30), || async {
-            let response = reqwest::get(&url).await.ok()?;
-            (response.status() == StatusCode::OK).then_some(())
-        })
-        .await;
-    }
-
-    fn kill_hub(&mut self) {
-        if let Some(mut hub) = self.hub.take() {
-            hub.kill();
-            // The guard would kill the orphans (our user servers) when dropped; keep them alive.
-            std::mem::forget(hub);
-        }
-    }
-
-    fn browser(&self) -> Browser {
-        Browser::new(&self.public_url)
-    }
-
-    async fn api(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
-        reqwest::Client::new()
-            .request(method, format!("{}/hub/api{path}", self.public_url))
-            .header("Authorization", format!("token {ADMIN_TOKEN}"))
-            .send()
-            .await
-            .expect("hub API request")
-    }
-
-    /// The proxy's routing table, read through its CHP API with the token the hub keeps.
-    async fn proxy_routes(&self) -> Value {
-        let token = std::fs::read_to_string(self.data_dir.join("proxy-token")).expect("proxy token");
-        reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}/api/routes", self.proxy_api_port))
-            .header("Authorization", format!("token {}", token.trim()))
-            .send()
-            .await
-            .expect("proxy API")
-            .json()
-            .await
-            .expect("routes JSON")
-    }
-
-    /// The upstream address of `user`'s server, from the proxy's table.
-    async fn server_target(&self, user: &str) -> Option<String> {
-        let routes = self.proxy_routes().await;
-        routes[format!("/user/{user}")]["target"].as_str().map(String::from)
-    }
-}
-
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        self.hub.take();
-        kill_processes_under(&self.data_dir);
-        for user in &self.users {
-            let _ = Command::new("userdel")
-                .arg(format!("hf-{user}"))
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// Kills every process whose working directory or command line mentions `dir` (the proxy gets
-/// `--pid-file <data_dir>/…`; servers and kernels run in homes under the data directory).
-fn kill_processes_under(dir: &Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let mut killed = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if cwd.starts_with(dir) || String::from_utf8_lossy(&cmdline).contains(&needle) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            killed.push(pid);
-        }
-    }
-    // `userdel` refuses accounts that still own processes, so wait until they are gone
-    // (a zombie's reaper is init, which is prompt; the deadline only bounds a wedged kernel).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while killed.iter().any(|pid| is_alive(*pid)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn is_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-}
+use crate::support::test_hub::{PASSWORD, SPAWN_TIMEOUT, TestHub};
+use crate::support::{Browser, KernelSocket, hubfleet_bin, singleuser_venv, wait_for};
 
 async fn login_and_open_lab(hub: &TestHub, user: &str) -> Browser {
     let browser = hub.browser();
@@ -224,7 +51,10 @@ async fn singleuser_from_jupyterhub_5_works_too() {
     let browser = login_and_open_lab(&hub, "itjh5").await;
     let kernel = browser.start_kernel("itjh5").await;
     let mut socket = KernelSocket::open(&browser, "itjh5", &kernel).await;
-    assert_eq!(socket.execute("print(40+2)").await.expect("execute").trim(), "42");
+    assert_eq!(
+        socket.execute("print(40+2)").await.expect("execute").trim(),
+        "42"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -236,14 +66,23 @@ async fn users_never_reach_another_users_server() {
         .client()
         .put(alice.url("/user/itisoalice/api/contents/secret.txt"))
         .header("X-XSRFToken", alice.xsrf_for("/user/itisoalice/").unwrap())
-        .json(&serde_json::json!({"type": "file", "format": "text", "content": "alice-only-secret"}))
+        .json(
+            &serde_json::json!({"type": "file", "format": "text", "content": "alice-only-secret"}),
+        )
         .send()
         .await
         .unwrap();
-    assert!(secret_file.status().is_success(), "{}", secret_file.status());
+    assert!(
+        secret_file.status().is_success(),
+        "{}",
+        secret_file.status()
+    );
 
     let bob = hub.browser();
-    assert_eq!(bob.login("itisobob", PASSWORD).await.status(), StatusCode::FOUND);
+    assert_eq!(
+        bob.login("itisobob", PASSWORD).await.status(),
+        StatusCode::FOUND
+    );
     let anonymous = hub.browser();
     for visitor in [&bob, &anonymous] {
         for path in [
@@ -257,7 +96,8 @@ async fn users_never_reach_another_users_server() {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
             assert!(
-                !body.contains("alice-only-secret") && !(status == StatusCode::OK && url.path().starts_with("/user/itisoalice")),
+                !body.contains("alice-only-secret")
+                    && !(status == StatusCode::OK && url.path().starts_with("/user/itisoalice")),
                 "{path} leaked to another visitor: {status} at {url}"
             );
         }
@@ -265,10 +105,15 @@ async fn users_never_reach_another_users_server() {
         let mut url = visitor.url(&format!("/user/itisoalice/api/kernels/{kernel}/channels"));
         url.set_scheme("ws").unwrap();
         let mut request =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                url.as_str(),
+            )
+            .unwrap();
         let cookies = visitor.cookie_header_for("/user/itisoalice/");
         if !cookies.is_empty() {
-            request.headers_mut().insert("cookie", cookies.parse().unwrap());
+            request
+                .headers_mut()
+                .insert("cookie", cookies.parse().unwrap());
         }
         assert!(
             tokio_tungstenite::connect_async(request).await.is_err(),
@@ -284,7 +129,10 @@ async fn users_never_reach_another_users_server() {
 async fn stopping_from_home_page_and_api_removes_process_and_route() {
     let hub = TestHub::start(&["itstop"]).await;
     let browser = login_and_open_lab(&hub, "itstop").await;
-    let target = hub.server_target("itstop").await.expect("route after spawn");
+    let target = hub
+        .server_target("itstop")
+        .await
+        .expect("route after spawn");
     assert!(can_connect(&target).await);
 
     // Stop with the home page's form.
@@ -303,24 +151,41 @@ async fn stopping_from_home_page_and_api_removes_process_and_route() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
-    assert!(hub.server_target("itstop").await.is_none(), "route left behind");
-    assert!(!can_connect(&target).await, "server still listening at {target}");
+    assert!(
+        hub.server_target("itstop").await.is_none(),
+        "route left behind"
+    );
+    assert!(
+        !can_connect(&target).await,
+        "server still listening at {target}"
+    );
     let (_, response) = browser.get_following("/user/itstop/lab").await;
     assert_eq!(response.status(), StatusCode::FAILED_DEPENDENCY);
     assert!(response.text().await.unwrap().contains("Launch server"));
 
     // Start and stop with the REST API.
     let started = hub.api(reqwest::Method::POST, "/users/itstop/server").await;
-    assert!(matches!(started.status().as_u16(), 201 | 202), "{}", started.status());
+    assert!(
+        matches!(started.status().as_u16(), 201 | 202),
+        "{}",
+        started.status()
+    );
     let target = wait_for("the API-started server's route", SPAWN_TIMEOUT, || async {
         hub.server_target("itstop").await
     })
     .await;
-    let stopped = hub.api(reqwest::Method::DELETE, "/users/itstop/server").await;
+    let stopped = hub
+        .api(reqwest::Method::DELETE, "/users/itstop/server")
+        .await;
     assert_eq!(stopped.status(), StatusCode::NO_CONTENT);
     assert!(hub.server_target("itstop").await.is_none());
     assert!(!can_connect(&target).await);
-    let model: Value = hub.api(reqwest::Method::GET, "/users/itstop").await.json().await.unwrap();
+    let model: Value = hub
+        .api(reqwest::Method::GET, "/users/itstop")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(model["server"], Value::Null);
     assert_eq!(model["servers"], serde_json::json!({}));
 }
@@ -331,7 +196,10 @@ async fn kill_9_of_the_hub_keeps_kernel_websockets_and_the_hub_recovers() {
     let alice = login_and_open_lab(&hub, "itkillalice").await;
     let kernel = alice.start_kernel("itkillalice").await;
     let mut socket = KernelSocket::open(&alice, "itkillalice", &kernel).await;
-    assert_eq!(socket.execute("x = 21; print(x)").await.unwrap().trim(), "21");
+    assert_eq!(
+        socket.execute("x = 21; print(x)").await.unwrap().trim(),
+        "21"
+    );
 
     hub.kill_hub();
     // The same WebSocket, the same kernel state, with no hub process at all.
@@ -340,7 +208,11 @@ async fn kill_9_of_the_hub_keeps_kernel_websockets_and_the_hub_recovers() {
     hub.launch().await;
     assert_eq!(socket.execute("print(x + 1)").await.unwrap().trim(), "22");
     let status = alice.get("/user/itkillalice/api/status").await;
-    assert_eq!(status.status(), StatusCode::OK, "alice's server was re-adopted");
+    assert_eq!(
+        status.status(),
+        StatusCode::OK,
+        "alice's server was re-adopted"
+    );
     let bob = login_and_open_lab(&hub, "itkillbob").await;
     let kernel = bob.start_kernel("itkillbob").await;
     let mut bob_socket = KernelSocket::open(&bob, "itkillbob", &kernel).await;
@@ -353,9 +225,17 @@ async fn a_wrong_password_gets_403_and_creates_nothing() {
     let browser = hub.browser();
     let response = browser.login("itnobody", "not the password").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert!(response.text().await.unwrap().contains("Invalid username or password"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Invalid username or password")
+    );
     assert_eq!(
-        hub.api(reqwest::Method::GET, "/users/itnobody").await.status(),
+        hub.api(reqwest::Method::GET, "/users/itnobody")
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
     // And no session: the hub still sends the browser to the login page.
@@ -387,7 +267,11 @@ fn a_typo_in_the_config_is_reported_with_file_and_line() {
 async fn a_failing_spawn_shows_the_failure_and_log_and_can_be_retried() {
     // Fails the first time with a message on stderr, then starts the real server.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let marker = dir.path().join("failed-once");
     let script = dir.path().join("flaky-singleuser");
     let singleuser = singleuser_venv("6.1.1").join("bin/jupyterhub-singleuser");
@@ -401,7 +285,12 @@ async fn a_failing_spawn_shows_the_failure_and_log_and_can_be_retried() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let hub = TestHub::start_with(&["itflaky"], "6.1.1", Some(vec![script.to_string_lossy().into_owned()])).await;
+    let hub = TestHub::start_with(
+        &["itflaky"],
+        "6.1.1",
+        Some(vec![script.to_string_lossy().into_owned()]),
+    )
+    .await;
     let browser = hub.browser();
     browser.login("itflaky", PASSWORD).await;
     let (url, response) = browser.get_following("/hub/spawn").await;
@@ -409,13 +298,24 @@ async fn a_failing_spawn_shows_the_failure_and_log_and_can_be_retried() {
     assert_eq!(response.status(), StatusCode::OK);
 
     // The pending page's event stream ends with the failure and the server's own output.
-    let xsrf = browser.cookie_header_for("/hub/").split("; ")
-        .find_map(|c| c.strip_prefix("_xsrf=")).map(String::from).expect("hub xsrf cookie");
+    let xsrf = browser
+        .cookie_header_for("/hub/")
+        .split("; ")
+        .find_map(|c| c.strip_prefix("_xsrf="))
+        .map(String::from)
+        .expect("hub xsrf cookie");
     let events = browser
-        .get(&format!("/hub/api/users/itflaky/server/progress?_xsrf={xsrf}"))
+        .get(&format!(
+            "/hub/api/users/itflaky/server/progress?_xsrf={xsrf}"
+        ))
         .await;
     assert_eq!(events.status(), StatusCode::OK);
-    assert!(events.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let body = events.text().await.unwrap();
     let last: Value = body
         .lines()
@@ -424,10 +324,21 @@ async fn a_failing_spawn_shows_the_failure_and_log_and_can_be_retried() {
         .map(|data| serde_json::from_str(data).unwrap())
         .expect("progress events");
     assert_eq!(last["failed"], true, "{body}");
-    assert!(last["message"].as_str().unwrap().contains("exited"), "{last}");
-    assert!(last["html_message"].as_str().unwrap().contains("the disk is on fire"), "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("exited"),
+        "{last}"
+    );
+    assert!(
+        last["html_message"]
+            .as_str()
+            .unwrap()
+            .contains("the disk is on fire"),
+        "{last}"
+    );
 
     // Retry from the pending page's button: this time it starts.
-    let html = browser.spawn_and_wait_for_lab("itflaky", SPAWN_TIMEOUT).await;
+    let html = browser
+        .spawn_and_wait_for_lab("itflaky", SPAWN_TIMEOUT)
+        .await;
     assert!(html.contains("JupyterLab"));
 }

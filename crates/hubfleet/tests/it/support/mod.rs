@@ -13,6 +13,7 @@ mod browser;
 mod process;
 mod proxy_process;
 mod stock_hub;
+pub mod test_hub;
 
 use std::future::Future;
 use std::net::TcpListener;
