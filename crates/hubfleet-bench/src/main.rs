@@ -553,7 +553,7 @@ fn render_report(args: &ProxyArgs, reports: &[(Setup, SetupReport)]) -> String {
     let command: Vec<String> = std::env::args().collect();
     let _ = writeln!(
         out,
-        "\nReproduce: `cargo run --release -p hubfleet-bench -- {}`\n",
+        "\nReproduce: `cargo run --profile bench-proxy -p hubfleet-bench -- {}`\n",
         command
             .iter()
             .skip(1)

@@ -28,6 +28,14 @@ pub struct Config {
     pub auth: AuthConfig,
     pub spawner: SpawnerConfig,
     pub services: Vec<ServiceConfig>,
+    /// Roles defined in the file (default roles are not listed unless redefined).
+    pub roles: Vec<RoleConfig>,
+    pub allow_named_servers: bool,
+    /// 0 means no limit.
+    pub named_server_limit_per_user: u32,
+    pub cull: CullConfig,
+    /// Database URL; `None` means SQLite in `data_dir`.
+    pub db_url: Option<Secret>,
     /// Where this configuration came from, for messages.
     pub source: ConfigSource,
 }
@@ -36,6 +44,7 @@ pub struct Config {
 pub struct HubConfig {
     pub listen: SocketAddr,
     pub cookie_max_age: Duration,
+    pub public_metrics: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +91,11 @@ pub struct SpawnerConfig {
     pub environment: BTreeMap<String, String>,
     pub run_as: RunAsSetting,
     pub system_user_prefix: String,
+    /// At least 1.
+    pub concurrent_starts: u32,
+    pub max_queue: u32,
+    /// 0 means no limit.
+    pub active_server_limit: u32,
 }
 
 /// Which spawner starts single-user servers.
@@ -112,6 +126,22 @@ pub struct ServiceConfig {
     pub api_token: Option<Secret>,
     pub scopes: Vec<String>,
     pub admin: bool,
+    /// A managed service's command; `None` for external services.
+    pub command: Option<Vec<String>>,
+    /// Origin the proxy routes `<base_url>services/<name>/` to.
+    pub url: Option<String>,
+    pub environment: BTreeMap<String, String>,
+    pub oauth_no_confirm: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CullConfig {
+    pub enabled: bool,
+    pub timeout: Duration,
+    pub every: Duration,
+    /// Zero means no limit.
+    pub max_age: Duration,
+    pub users: bool,
 }
 
 /// Where a [`Config`] came from.
@@ -128,4 +158,16 @@ impl fmt::Display for ConfigSource {
             ConfigSource::Embedded => f.write_str("<embedded defaults>"),
         }
     }
+}
+
+/// A role from the configuration; its scopes were checked against the scope table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleConfig {
+    pub name: String,
+    pub description: String,
+    pub scopes: Vec<String>,
+    pub users: Vec<UserName>,
+    pub groups: Vec<String>,
+    /// Names of configured services.
+    pub services: Vec<String>,
 }

@@ -58,6 +58,86 @@ pub(crate) struct FileConfig {
     /// API clients with tokens, as JupyterHub services.
     #[serde(deserialize_with = "null_as_default")]
     pub services: Vec<ServiceSection>,
+    /// The database.
+    #[serde(deserialize_with = "null_as_default")]
+    pub db: DbSection,
+    /// The built-in idle culler (same rules as jupyterhub-idle-culler).
+    #[serde(deserialize_with = "null_as_default")]
+    pub cull: CullSection,
+    /// Roles: named sets of scopes granted to users, groups and services (JupyterHub's
+    /// `load_roles`). The default roles `user` (every user), `admin` (admins), `server` and
+    /// `token` always exist; defining `user`, `server` or `token` here replaces their scopes.
+    #[serde(deserialize_with = "null_as_default")]
+    pub roles: Vec<RoleSection>,
+    /// Let users have named servers besides their default one (`/user/<name>/<server>/`).
+    pub allow_named_servers: bool,
+    /// How many named servers one user may have; 0 means no limit.
+    pub named_server_limit_per_user: u32,
+}
+
+/// One role.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleSection {
+    /// Role name: lowercase letters, digits, `-`, `_`, `~` and `.`, starting with a letter and ending with a letter or digit, 3–255 characters.
+    pub name: String,
+    /// What the role is for; shown by the API.
+    #[serde(default)]
+    pub description: String,
+    /// Scopes the role grants, e.g. `read:users`, `admin:servers!group=teachers`, `list:users`. Unknown scopes are an error.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub scopes: Vec<String>,
+    /// Users holding the role; they are created if they do not exist.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub users: Vec<String>,
+    /// Groups holding the role (their members get its scopes); created if they do not exist.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub groups: Vec<String>,
+    /// Services (from `services`) holding the role.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub services: Vec<String>,
+}
+
+/// The built-in idle culler: stops servers nobody has used for `timeout` (activity is what the
+/// proxy sees plus what single-user servers report), with the semantics of jupyterhub-idle-culler.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CullSection {
+    /// Run the culler.
+    pub enabled: bool,
+    /// Stop a server after this long without activity.
+    pub timeout: DurationSetting,
+    /// How often to look for idle servers.
+    pub every: DurationSetting,
+    /// Stop servers older than this even if they are active; 0 means no limit.
+    pub max_age: DurationSetting,
+    /// Also delete users who have no running server and have been inactive for `timeout`.
+    pub users: bool,
+}
+
+impl Default for CullSection {
+    fn default() -> Self {
+        CullSection {
+            enabled: true,
+            timeout: DurationSetting(Duration::from_secs(3600)),
+            every: DurationSetting(Duration::from_secs(600)),
+            max_age: DurationSetting(Duration::ZERO),
+            users: false,
+        }
+    }
+}
+
+/// The database.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DbSection {
+    /// Database URL: `postgres://user@host:port/database` for PostgreSQL, or `sqlite://<path>`.
+    /// Unset means SQLite at `<data_dir>/hubfleet.sqlite`. A password in the URL is never logged;
+    /// prefer `url_file` for it.
+    pub url: Option<Secret>,
+    /// File holding the database URL, read at load time; one trailing newline is trimmed.
+    #[schemars(extend("x-value-type" = "path"))]
+    pub url_file: Option<PathBuf>,
 }
 
 impl Default for FileConfig {
@@ -71,6 +151,11 @@ impl Default for FileConfig {
             auth: AuthSection::default(),
             spawner: SpawnerSection::default(),
             services: Vec::new(),
+            db: DbSection::default(),
+            cull: CullSection::default(),
+            roles: Vec::new(),
+            allow_named_servers: false,
+            named_server_limit_per_user: 0,
         }
     }
 }
@@ -84,6 +169,8 @@ pub(crate) struct HubSection {
     pub listen: SocketAddr,
     /// How long a login cookie stays valid.
     pub cookie_max_age: DurationSetting,
+    /// Serve `/hub/metrics` to anyone. By default it needs a token with the `read:metrics` scope.
+    pub public_metrics: bool,
 }
 
 impl Default for HubSection {
@@ -91,6 +178,7 @@ impl Default for HubSection {
         HubSection {
             listen: loopback(8081),
             cookie_max_age: DurationSetting(Duration::from_secs(14 * 86_400)),
+            public_metrics: false,
         }
     }
 }
@@ -199,6 +287,14 @@ pub(crate) struct SpawnerSection {
     pub run_as: RunAsSetting,
     /// Prefix of the system account names used with `run_as: system-users`.
     pub system_user_prefix: String,
+    /// How many servers may be starting at once. Further starts wait in a first-come, first-served
+    /// queue whose position people see on the pending page.
+    pub concurrent_starts: u32,
+    /// How many starts may wait in the queue. Past that a start is refused with 429 and `Retry-After`.
+    pub max_queue: u32,
+    /// How many servers may be running or starting at once; 0 means no limit. Starts past it wait in
+    /// the queue until a server stops.
+    pub active_server_limit: u32,
 }
 
 impl Default for SpawnerSection {
@@ -213,6 +309,9 @@ impl Default for SpawnerSection {
             environment: BTreeMap::new(),
             run_as: RunAsSetting::Auto,
             system_user_prefix: "hf-".to_string(),
+            concurrent_starts: 20,
+            max_queue: 2000,
+            active_server_limit: 0,
         }
     }
 }
@@ -236,4 +335,18 @@ pub(crate) struct ServiceSection {
     /// Grant the service every admin scope.
     #[serde(default)]
     pub admin: bool,
+    /// Run the service as a process the hub manages (JupyterHub's hub-managed services): started
+    /// with the `JUPYTERHUB_SERVICE_*` environment and the service's token, restarted if it dies.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Where the service listens, e.g. `http://127.0.0.1:10101`. The proxy routes
+    /// `<base_url>services/<name>/` there, and the hub registers an OAuth client for it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Extra environment variables for a managed service.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub environment: BTreeMap<String, String>,
+    /// Skip the OAuth confirmation page for this service (the hub never shows one today).
+    #[serde(default)]
+    pub oauth_no_confirm: bool,
 }

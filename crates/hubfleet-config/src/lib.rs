@@ -26,8 +26,8 @@ use std::path::Path;
 use serde_saphyr::MessageFormatter;
 
 pub use crate::config::{
-    AuthConfig, AuthMethod, Config, ConfigSource, HubConfig, ProxyConfig, RunAsSetting,
-    ServiceConfig, SpawnerConfig, SpawnerKind, TlsConfig,
+    AuthConfig, AuthMethod, Config, ConfigSource, CullConfig, HubConfig, ProxyConfig, RoleConfig,
+    RunAsSetting, ServiceConfig, SpawnerConfig, SpawnerKind, TlsConfig,
 };
 pub use crate::error::{ConfigError, Diagnostic};
 pub use crate::reference::{json_schema, reference_markdown};

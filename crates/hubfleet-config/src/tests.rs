@@ -419,6 +419,46 @@ fn service_rules() {
 }
 
 #[test]
+fn role_rules() {
+    let config = load_str(&format!(
+        "services:\n  - name: culler\n    api_token: {TOKEN_A}\nallow_named_servers: true\nnamed_server_limit_per_user: 3\nroles:\n  - name: grader\n    description: Grades\n    scopes: [read:users!group=class, list:users]\n    users: [Alice]\n    groups: [tas]\n    services: [culler]\n"
+    ))
+    .unwrap();
+    assert!(config.allow_named_servers);
+    assert_eq!(config.named_server_limit_per_user, 3);
+    let role = &config.roles[0];
+    assert_eq!(role.name, "grader");
+    assert_eq!(role.users[0].as_str(), "alice", "user names are normalised");
+    assert_eq!(role.groups, vec!["tas"]);
+    assert_eq!(role.services, vec!["culler"]);
+    assert_error(
+        "roles:\n  - name: g\n",
+        "hubfleet.yaml:2:5: roles[0].name: invalid role name \"g\"",
+        "",
+    );
+    assert_error(
+        "roles:\n  - name: grader\n    scopes: [read:everything]\n",
+        "hubfleet.yaml:3:14: roles[0].scopes: unknown scope \"read:everything\"",
+        "",
+    );
+    assert_error(
+        "roles:\n  - name: grader\n    services: [ghost]\n",
+        "hubfleet.yaml:3:16: roles[0].services: no service named \"ghost\"",
+        "",
+    );
+    assert_error(
+        "roles:\n  - name: admin\n    scopes: [read:users]\n",
+        "hubfleet.yaml:3:5: roles[0].scopes: the scopes of the default `admin` role cannot be changed",
+        "",
+    );
+    assert_error(
+        "services:\n  - name: a\n    scopes: [list:everything]\n",
+        "hubfleet.yaml:3:14: services[0].scopes: unknown scope",
+        "",
+    );
+}
+
+#[test]
 fn tls_needs_cert_and_key() {
     assert_error(
         "proxy:\n  tls:\n    cert: c.pem\n",

@@ -10,8 +10,8 @@ use hubfleet_types::UserName;
 
 use crate::Secret;
 use crate::config::{
-    AuthConfig, AuthMethod, Config, ConfigSource, HubConfig, ProxyConfig, ServiceConfig,
-    SpawnerConfig, TlsConfig,
+    AuthConfig, AuthMethod, Config, ConfigSource, CullConfig, HubConfig, ProxyConfig, RoleConfig,
+    ServiceConfig, SpawnerConfig, TlsConfig,
 };
 use crate::error::Diagnostic;
 use crate::file::{AuthKind, AuthSection, FileConfig, ServiceSection};
@@ -59,6 +59,7 @@ impl Resolver<'_> {
         let hub = HubConfig {
             listen: file.hub.listen,
             cookie_max_age: file.hub.cookie_max_age.0,
+            public_metrics: file.hub.public_metrics,
         };
 
         let tls = file.proxy.tls.and_then(|tls| match (tls.cert, tls.key) {
@@ -110,6 +111,12 @@ impl Resolver<'_> {
                 );
             }
         }
+        if spawner_section.concurrent_starts == 0 {
+            self.problem(
+                &["spawner.concurrent_starts"],
+                "spawner.concurrent_starts must be at least 1".to_string(),
+            );
+        }
         let spawner = SpawnerConfig {
             kind: spawner_section.kind,
             cmd: spawner_section.cmd,
@@ -120,9 +127,28 @@ impl Resolver<'_> {
             environment: spawner_section.environment,
             run_as: spawner_section.run_as,
             system_user_prefix: spawner_section.system_user_prefix,
+            concurrent_starts: spawner_section.concurrent_starts.max(1),
+            max_queue: spawner_section.max_queue,
+            active_server_limit: spawner_section.active_server_limit,
         };
 
         let services = self.services(file.services);
+        let roles = self.roles(file.roles, &services);
+        let db_url = self.db_url(file.db);
+        let cull = CullConfig {
+            enabled: file.cull.enabled,
+            timeout: file.cull.timeout.0,
+            every: file.cull.every.0,
+            max_age: file.cull.max_age.0,
+            users: file.cull.users,
+        };
+        if cull.enabled && (cull.timeout.is_zero() || cull.every.is_zero()) {
+            self.problem(
+                &["cull.timeout", "cull.every", "cull"],
+                "cull.timeout and cull.every must be more than zero while cull.enabled is true"
+                    .to_string(),
+            );
+        }
 
         Config {
             listen: file.listen,
@@ -133,8 +159,76 @@ impl Resolver<'_> {
             auth,
             spawner,
             services,
+            roles,
+            allow_named_servers: file.allow_named_servers,
+            named_server_limit_per_user: file.named_server_limit_per_user,
+            db_url,
+            cull,
             source,
         }
+    }
+
+    /// Roles: valid unique names, known scopes, services that exist; `admin`'s scopes are fixed.
+    fn roles(
+        &mut self,
+        sections: Vec<crate::file::RoleSection>,
+        services: &[ServiceConfig],
+    ) -> Vec<RoleConfig> {
+        let mut roles: Vec<RoleConfig> = Vec::new();
+        for (index, section) in sections.into_iter().enumerate() {
+            let at = format!("roles[{index}]");
+            let name_key = format!("{at}.name");
+            if !is_valid_role_name(&section.name) {
+                self.problem(
+                    &[&name_key, &at],
+                    format!(
+                        "{name_key}: invalid role name {:?}: use lowercase letters, digits, `-`, `_`, `~` and `.`, starting with a letter and ending with a letter or digit (3-255 characters)",
+                        section.name
+                    ),
+                );
+            } else if roles.iter().any(|it| it.name == section.name) {
+                self.problem(
+                    &[&name_key, &at],
+                    format!("{name_key}: duplicate role {:?}", section.name),
+                );
+            }
+            if section.name == "admin" && !section.scopes.is_empty() {
+                self.problem(
+                    &[&format!("{at}.scopes"), &at],
+                    format!("{at}.scopes: the scopes of the default `admin` role cannot be changed; list only its members"),
+                );
+            }
+            for (scope_index, scope) in section.scopes.iter().enumerate() {
+                if let Err(error) = hubfleet_core::scopes::validate_scope(scope) {
+                    self.problem(
+                        &[
+                            &format!("{at}.scopes[{scope_index}]"),
+                            &format!("{at}.scopes"),
+                            &at,
+                        ],
+                        format!("{at}.scopes: {error}"),
+                    );
+                }
+            }
+            for (service_index, service) in section.services.iter().enumerate() {
+                if !services.iter().any(|it| &it.name == service) {
+                    self.problem(
+                        &[&format!("{at}.services[{service_index}]"), &at],
+                        format!("{at}.services: no service named {service:?} in `services`"),
+                    );
+                }
+            }
+            let users = self.user_names(&format!("{at}.users"), section.users);
+            roles.push(RoleConfig {
+                name: section.name,
+                description: section.description,
+                scopes: section.scopes,
+                users,
+                groups: section.groups,
+                services: section.services,
+            });
+        }
+        roles
     }
 
     fn base_url(&mut self, mut base_url: String) -> String {
@@ -317,14 +411,60 @@ impl Resolver<'_> {
                 }
                 token
             });
+            for (scope_index, scope) in section.scopes.iter().enumerate() {
+                if let Err(error) = hubfleet_core::scopes::validate_scope(scope) {
+                    self.problem(
+                        &[&format!("{at}.scopes[{scope_index}]"), &at],
+                        format!("{at}.scopes: {error}"),
+                    );
+                }
+            }
+            if section.command.as_ref().is_some_and(Vec::is_empty) {
+                self.problem(
+                    &[&format!("{at}.command"), &at],
+                    format!("{at}.command must not be empty"),
+                );
+            }
+            if section.command.is_some() && api_token.is_none() {
+                self.problem(
+                    &[&at],
+                    format!("{at}: a managed service (with `command`) needs an api_token or api_token_file"),
+                );
+            }
+            if let Some(url) = &section.url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                self.problem(
+                    &[&format!("{at}.url"), &at],
+                    format!("{at}.url must be an http:// or https:// origin, got {url:?}"),
+                );
+            }
             services.push(ServiceConfig {
                 name: section.name,
                 api_token,
                 scopes: section.scopes,
                 admin: section.admin,
+                command: section.command,
+                url: section.url.map(|u| u.trim_end_matches('/').to_string()),
+                environment: section.environment,
+                oauth_no_confirm: section.oauth_no_confirm,
             });
         }
         services
+    }
+
+    /// The database URL, inline or from a file; only the two known schemes are accepted.
+    fn db_url(&mut self, section: crate::file::DbSection) -> Option<Secret> {
+        let (url, key) = self.optional_secret(section.url, section.url_file, "db.url")?;
+        let known = ["sqlite://", "postgres://", "postgresql://"];
+        if !known.iter().any(|scheme| url.expose().starts_with(scheme)) {
+            self.problem(
+                &[&key, "db"],
+                format!("{key}: unsupported database URL; use postgres://… or sqlite://<path>"),
+            );
+            return None;
+        }
+        Some(url)
     }
 
     /// A secret given inline as `key` or read from `key_file`; exactly one is required.
@@ -417,4 +557,15 @@ fn is_valid_service_name(name: &str) -> bool {
         .is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit())
         && chars
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+/// JupyterHub's role name rule: `^[a-z][a-z0-9\-_~\.]{1,253}[a-z0-9]$`.
+fn is_valid_role_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=255).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1].is_ascii_lowercase() | bytes[bytes.len() - 1].is_ascii_digit()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_~.".contains(b))
 }

@@ -414,6 +414,9 @@ fn matches(filter: &Filter, resource: Resource<'_>) -> bool {
     match (filter, resource) {
         (Filter::User(u), Resource::User { name, .. }) => u == name,
         (Filter::User(u), Resource::Server { user, .. }) => u == user,
+        // A server filter reaches its owner too (JupyterHub lets `read:servers!server=u/s` read
+        // `GET /users/u`, whose model is then filtered down to that server).
+        (Filter::Server { user: fu, .. }, Resource::User { name, .. }) => fu == name,
         (
             Filter::Server {
                 user: fu,
@@ -536,6 +539,27 @@ mod tests {
             "read:users",
             Resource::User {
                 name: "dave",
+                groups: NO_GROUPS
+            }
+        ));
+    }
+
+    #[test]
+    fn server_filters_reach_the_owner_but_not_other_servers() {
+        let set = ScopeSet::expand(&["read:servers!server=bob/gpu"], alice());
+        assert!(set.allows(
+            "read:servers",
+            Resource::User {
+                name: "bob",
+                groups: NO_GROUPS
+            }
+        ));
+        assert!(set.allows("read:servers", server("bob", "gpu")));
+        assert!(!set.allows("read:servers", server("bob", "")));
+        assert!(!set.allows(
+            "read:servers",
+            Resource::User {
+                name: "carol",
                 groups: NO_GROUPS
             }
         ));

@@ -44,6 +44,16 @@ pub enum HubError {
     Serve(std::io::Error),
     #[error("{0}")]
     Internal(String),
+    /// The spawn queue is full: a capacity limit, not a failure.
+    #[error(
+        "The hub is at capacity: {waiting} people are already waiting for a server. \
+         This is a limit on how many servers start at once, not a failure. \
+         Please try again in about {retry_after_seconds} seconds."
+    )]
+    QueueFull {
+        waiting: usize,
+        retry_after_seconds: u64,
+    },
 }
 
 impl HubError {
@@ -60,6 +70,7 @@ impl HubError {
             BadRequest(_) => (StatusCode::BAD_REQUEST, self.to_string()),
             Conflict(_) => (StatusCode::CONFLICT, self.to_string()),
             ServerNotRunning { .. } => (StatusCode::FAILED_DEPENDENCY, self.to_string()),
+            QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
             Store(hubfleet_store::StoreError::NotFound) => {
                 (StatusCode::NOT_FOUND, "Not found.".into())
             }
@@ -70,6 +81,17 @@ impl HubError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error; the hub's log has the details.".into(),
             ),
+        }
+    }
+
+    /// `Retry-After` seconds for errors that have one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            HubError::QueueFull {
+                retry_after_seconds,
+                ..
+            } => Some(*retry_after_seconds),
+            _ => None,
         }
     }
 
@@ -95,7 +117,13 @@ impl IntoResponse for ApiError {
         self.0.log_if_internal();
         let (status, message) = self.0.public();
         let body = serde_json::json!({ "status": status.as_u16(), "message": message });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.0.retry_after() {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -63,19 +63,126 @@ impl Identity {
     }
 }
 
+/// JupyterHub's default roles; `user`, `server` and `token` may be redefined in the config,
+/// `admin` may not.
+const DEFAULT_ROLES: &[(&str, &str, &[&str])] = &[
+    ("user", "Standard permissions for users", &["self"]),
+    (
+        "admin",
+        "Elevated permissions for admins",
+        ADMIN_ROLE_SCOPES,
+    ),
+    (
+        "server",
+        "Post activity only",
+        &["users:activity!user", "access:servers!server"],
+    ),
+    (
+        "token",
+        "Token with same permissions as its owner",
+        &["inherit"],
+    ),
+];
+
+/// A role's description and scopes: the config's definition, else the default role's.
+pub(crate) fn role_definition(state: &AppState, name: &str) -> Option<(String, Vec<String>)> {
+    if name != "admin"
+        && let Some(role) = state.config.roles.iter().find(|r| r.name == name)
+    {
+        return Some((role.description.clone(), role.scopes.clone()));
+    }
+    DEFAULT_ROLES
+        .iter()
+        .find(|(role, _, _)| *role == name)
+        .map(|(_, description, scopes)| {
+            (
+                description.to_string(),
+                scopes.iter().map(|s| s.to_string()).collect(),
+            )
+        })
+}
+
+/// Every role name known to the hub: the defaults, then the configured ones.
+pub(crate) fn role_names(state: &AppState) -> Vec<String> {
+    let mut names: Vec<String> = DEFAULT_ROLES
+        .iter()
+        .map(|(n, _, _)| n.to_string())
+        .collect();
+    for role in &state.config.roles {
+        if !names.contains(&role.name) {
+            names.push(role.name.clone());
+        }
+    }
+    names
+}
+
+/// The roles a user holds: `user`, `admin` if admin, their own and their groups' roles.
+pub(crate) async fn user_roles(state: &AppState, user: &User) -> Result<Vec<String>, HubError> {
+    let own = state.store.roles_of_users(&[user.id]).await?;
+    let via_groups = state.store.group_roles_of_users(&[user.id]).await?;
+    Ok(merge_user_roles(
+        user.admin,
+        own.get(&user.id).map(Vec::as_slice).unwrap_or_default(),
+        via_groups
+            .get(&user.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    ))
+}
+
+/// `user` first, then `admin`, then the rest sorted, without duplicates.
+pub(crate) fn merge_user_roles(admin: bool, own: &[String], via_groups: &[String]) -> Vec<String> {
+    let mut roles = vec!["user".to_string()];
+    if admin {
+        roles.push("admin".to_string());
+    }
+    let mut rest: Vec<String> = own
+        .iter()
+        .chain(via_groups)
+        .filter(|r| !roles.contains(r))
+        .cloned()
+        .collect();
+    rest.sort();
+    rest.dedup();
+    roles.extend(rest);
+    roles
+}
+
+/// The roles of a configured service: `admin` if it is admin, plus config roles naming it.
+pub(crate) fn service_roles(state: &AppState, service: &Service) -> Vec<String> {
+    let mut roles = Vec::new();
+    if service.admin {
+        roles.push("admin".to_string());
+    }
+    for role in &state.config.roles {
+        if role.services.contains(&service.name) && !roles.contains(&role.name) {
+            roles.push(role.name.clone());
+        }
+    }
+    roles
+}
+
+fn scopes_of_roles(state: &AppState, roles: &[String]) -> Vec<String> {
+    roles
+        .iter()
+        .filter_map(|role| role_definition(state, role))
+        .flat_map(|(_, scopes)| scopes)
+        .collect()
+}
+
 /// Everything a principal may do (its roles), before any token narrows it.
-pub(crate) fn principal_scopes(state: &AppState, principal: &Principal) -> ScopeSet {
+pub(crate) async fn principal_scopes(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<ScopeSet, HubError> {
     match principal {
         Principal::User(user) => {
             let owner = Owner::User {
                 name: user.name.as_str(),
                 server: None,
             };
-            let mut scopes = vec!["self"];
-            if user.admin {
-                scopes.extend_from_slice(ADMIN_ROLE_SCOPES);
-            }
-            ScopeSet::expand(&scopes, owner)
+            let roles = user_roles(state, user).await?;
+            Ok(ScopeSet::expand(&scopes_of_roles(state, &roles), owner))
         }
         Principal::Service(service) => {
             let owner = Owner::Service {
@@ -88,10 +195,8 @@ pub(crate) fn principal_scopes(state: &AppState, principal: &Principal) -> Scope
                 .find(|s| s.name == service.name)
                 .map(|s| s.scopes.clone())
                 .unwrap_or_default();
-            if service.admin {
-                scopes.extend(ADMIN_ROLE_SCOPES.iter().map(|s| s.to_string()));
-            }
-            ScopeSet::expand(&scopes, owner)
+            scopes.extend(scopes_of_roles(state, &service_roles(state, service)));
+            Ok(ScopeSet::expand(&scopes, owner))
         }
     }
 }
@@ -133,7 +238,7 @@ pub(crate) async fn from_token(
     if stale {
         state.store.touch_token(record.id, now).await?;
     }
-    let owner_scopes = principal_scopes(state, &principal);
+    let owner_scopes = principal_scopes(state, &principal).await?;
     let owner = match &principal {
         Principal::User(user) => Owner::User {
             name: user.name.as_str(),
@@ -168,7 +273,7 @@ pub(crate) async fn from_cookie(
     };
     let principal = Principal::User(user);
     Ok(Some(Identity {
-        scopes: principal_scopes(state, &principal),
+        scopes: principal_scopes(state, &principal).await?,
         principal,
         credential: Credential::Cookie {
             session_id: session.session_id,

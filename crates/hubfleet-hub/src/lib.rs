@@ -15,8 +15,10 @@ mod cookies;
 mod error;
 mod identity;
 mod lifecycle;
+mod metrics;
 mod pages;
 mod proxy_link;
+mod queue;
 mod state;
 mod templates;
 
@@ -45,7 +47,11 @@ pub async fn run(
             addr: state.config.hub.listen,
             source,
         })?;
+    let started = std::time::Instant::now();
     let report = lifecycle::startup(&state).await?;
+    state
+        .metrics
+        .timed(metrics::Timed::Startup, started.elapsed(), true);
     tracing::info!(
         adopted = report.adopted,
         stopped = report.found_stopped,
@@ -53,9 +59,27 @@ pub async fn run(
         state.config.hub.listen,
         state.config.base_url
     );
+    let shutdown = api::init(&state, shutdown).await?;
     let mut background = lifecycle::spawn_background_tasks(Arc::clone(&state));
-    let app = api::router(Arc::clone(&state)).merge(pages::router(Arc::clone(&state)));
-    let app = app.layer(axum::middleware::from_fn(common_headers));
+    background.spawn(metrics::sample_event_loop(Arc::clone(&state)));
+    let metrics_routes = axum::Router::new()
+        .route(
+            &format!("{}metrics", state.hub_prefix),
+            axum::routing::get(metrics::metrics_endpoint),
+        )
+        .route(
+            &format!("{}api/metrics", state.hub_prefix),
+            axum::routing::get(metrics::metrics_endpoint),
+        )
+        .with_state(Arc::clone(&state));
+    let app = api::router(Arc::clone(&state))
+        .merge(pages::router(Arc::clone(&state)))
+        .merge(metrics_routes)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::record_requests,
+        ))
+        .layer(axum::middleware::from_fn(common_headers));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -12,6 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::HubError;
+use crate::metrics::Timed;
+use crate::queue::{QueuePosition, Ticket};
 use crate::state::AppState;
 
 /// How often running servers are polled, the proxy is checked, and proxy activity is collected.
@@ -94,6 +96,13 @@ pub(crate) async fn start_server(
             return Ok(spawn.progress.subscribe());
         }
     }
+    let ticket = state.queue.join().map_err(|full| {
+        state.metrics.spawn_refused("queue-full");
+        HubError::QueueFull {
+            waiting: full.waiting,
+            retry_after_seconds: full.retry_after_seconds,
+        }
+    })?;
     let server = state
         .store
         .begin_spawn(user.id, name, &user_options)
@@ -108,6 +117,7 @@ pub(crate) async fn start_server(
         user.clone(),
         server,
         progress.clone(),
+        ticket,
     ));
     state
         .spawns
@@ -129,10 +139,32 @@ async fn run_spawn(
     user: User,
     server: Server,
     progress: watch::Sender<ProgressLog>,
+    ticket: Ticket,
 ) {
+    let requested = Instant::now();
+    let mut waited = false;
+    let slot = ticket
+        .admitted(|place| {
+            waited = true;
+            push_event(&progress, queue_event(place));
+        })
+        .await;
+    if waited {
+        push_event(
+            &progress,
+            serde_json::json!({"progress": 5, "message": "Your turn: starting your server", "queue_position": 0}),
+        );
+    }
+    let queue_wait = requested.elapsed();
     let started = Instant::now();
     let prefix = state.server_prefix(user.name.as_str(), server.name.as_str());
-    match spawn_steps(&state, &user, &server, &prefix, &progress).await {
+    let outcome = spawn_steps(&state, &user, &server, &prefix, &progress).await;
+    let reason = outcome.as_ref().err().map(|failure| failure.reason);
+    state
+        .metrics
+        .spawn_finished(reason, started.elapsed(), queue_wait);
+    slot.finish(outcome.is_ok());
+    match outcome {
         Ok(()) => {
             tracing::info!(
                 user = %user.name,
@@ -179,9 +211,35 @@ async fn run_spawn(
     }
 }
 
+/// The progress event for a spawn waiting in the queue (JupyterHub's shape plus queue fields).
+fn queue_event(place: QueuePosition) -> serde_json::Value {
+    let wait = match place.estimated_wait_seconds {
+        Some(seconds) => format!(" (about {} to wait)", human_seconds(seconds)),
+        None => String::new(),
+    };
+    serde_json::json!({
+        "progress": 0,
+        "message": format!(
+            "The hub is starting other servers. You are number {} in the queue{wait}.",
+            place.position
+        ),
+        "queue_position": place.position,
+        "queue_eta_seconds": place.estimated_wait_seconds,
+    })
+}
+
+fn human_seconds(seconds: u64) -> String {
+    match seconds {
+        0..=90 => format!("{seconds} s"),
+        _ => format!("{} min", seconds.div_ceil(60)),
+    }
+}
+
 struct SpawnFailure {
     message: String,
     log_tail: Option<String>,
+    /// The `reason` label of the spawn-duration metric.
+    reason: &'static str,
 }
 
 impl From<HubError> for SpawnFailure {
@@ -189,6 +247,7 @@ impl From<HubError> for SpawnFailure {
         SpawnFailure {
             message: value.public().1,
             log_tail: None,
+            reason: "error",
         }
     }
 }
@@ -266,12 +325,14 @@ async fn spawn_steps(
             return Err(SpawnFailure {
                 message: format!("the spawner did not start the server within {start_timeout:?}"),
                 log_tail: None,
+                reason: "timeout",
             });
         }
         Ok(Err(error)) => {
             return Err(SpawnFailure {
                 log_tail: error.log_tail().map(String::from),
                 message: error.to_string(),
+                reason: "failed",
             });
         }
         Ok(Ok(launched)) => launched,
@@ -293,10 +354,7 @@ async fn spawn_steps(
         progress,
         serde_json::json!({"progress": 90, "message": "Adding the route"}),
     );
-    state
-        .proxy
-        .add_route(prefix, &launched.url, name, server_name)
-        .await?;
+    add_route(state, prefix, &launched.url, name, server_name).await?;
     state
         .store
         .set_server_running(server.id)
@@ -380,12 +438,14 @@ async fn wait_up(
                     "the server process exited (status {code}) before it answered HTTP"
                 ),
                 log_tail: state.spawner.log_tail(spawner_state, LOG_TAIL_LINES).await,
+                reason: "exited",
             });
         }
         if Instant::now() > deadline {
             return Err(SpawnFailure {
                 message: format!("the server did not answer HTTP within {timeout:?}"),
                 log_tail: state.spawner.log_tail(spawner_state, LOG_TAIL_LINES).await,
+                reason: "timeout",
             });
         }
         tokio::time::sleep(delay).await;
@@ -409,8 +469,9 @@ pub(crate) async fn stop_server(
         return Ok(());
     }
     state.store.set_server_stopping(server.id).await?;
+    let stop_started = Instant::now();
     let prefix = state.server_prefix(user.name.as_str(), name.as_str());
-    state.proxy.delete_route(&prefix).await?;
+    delete_route(state, &prefix).await?;
     if server.url.is_some() {
         state
             .spawner
@@ -419,6 +480,9 @@ pub(crate) async fn stop_server(
             .map_err(|e| HubError::Internal(format!("stopping {}'s server: {e}", user.name)))?;
     }
     cleanup_server(state, user, name).await;
+    state
+        .metrics
+        .timed(Timed::ServerStop, stop_started.elapsed(), true);
     tracing::info!(user = %user.name, server = %name, "server stopped");
     Ok(())
 }
@@ -432,6 +496,12 @@ async fn cleanup_server(state: &AppState, user: &User, name: &ServerName) {
     }
     match state.store.get_server(user.id, name).await {
         Ok(Some(server)) => {
+            if matches!(
+                server.status,
+                ServerStatus::Running | ServerStatus::Stopping
+            ) {
+                state.queue.server_stopped();
+            }
             if let Err(error) = state.store.set_server_stopped(server.id).await {
                 tracing::error!(%error, user = %user.name, "marking the server stopped");
             }
@@ -439,6 +509,30 @@ async fn cleanup_server(state: &AppState, user: &User, name: &ServerName) {
         Ok(None) => {}
         Err(error) => tracing::error!(%error, user = %user.name, "reading the server"),
     }
+}
+
+async fn add_route(
+    state: &AppState,
+    prefix: &str,
+    target: &str,
+    user: &str,
+    server: &str,
+) -> Result<(), HubError> {
+    let started = Instant::now();
+    let result = state.proxy.add_route(prefix, target, user, server).await;
+    state
+        .metrics
+        .timed(Timed::ProxyAdd, started.elapsed(), result.is_ok());
+    result
+}
+
+async fn delete_route(state: &AppState, prefix: &str) -> Result<(), HubError> {
+    let started = Instant::now();
+    let result = state.proxy.delete_route(prefix).await;
+    state
+        .metrics
+        .timed(Timed::ProxyDelete, started.elapsed(), result.is_ok());
+    result
 }
 
 /// What a restarted hub found.
@@ -453,6 +547,7 @@ pub struct StartupReport {
 pub(crate) async fn startup(state: &Arc<AppState>) -> Result<StartupReport, HubError> {
     state.proxy.ensure_running().await?;
     register_services(state).await?;
+    let init_spawners = Instant::now();
     let mut report = StartupReport::default();
     for (user, server) in state.store.list_active_servers().await? {
         let alive =
@@ -489,6 +584,13 @@ pub(crate) async fn startup(state: &Arc<AppState>) -> Result<StartupReport, HubE
             cleanup_server(state, &user, &server.name).await;
         }
     }
+    state
+        .metrics
+        .timed(Timed::InitSpawners, init_spawners.elapsed(), true);
+    let running = state.store.count_running_servers().await?;
+    state
+        .queue
+        .set_running(usize::try_from(running).unwrap_or(0));
     sync_routes(state).await?;
     Ok(report)
 }
@@ -522,7 +624,20 @@ async fn register_services(state: &AppState) -> Result<(), HubError> {
 /// Makes the proxy's user routes exactly the running servers (JupyterHub's `check_routes`), and
 /// carries the proxy's observed activity over to users and servers.
 pub(crate) async fn sync_routes(state: &AppState) -> Result<(), HubError> {
+    let started = Instant::now();
+    let result = sync_routes_inner(state).await;
+    state
+        .metrics
+        .timed(Timed::CheckRoutes, started.elapsed(), result.is_ok());
+    result
+}
+
+async fn sync_routes_inner(state: &AppState) -> Result<(), HubError> {
+    let polled = Instant::now();
     let routes = state.proxy.routes().await?;
+    state
+        .metrics
+        .timed(Timed::ProxyPoll, polled.elapsed(), true);
     let mut wanted = BTreeMap::new();
     for (user, server) in state.store.list_active_servers().await? {
         if server.status != ServerStatus::Running {
@@ -545,17 +660,14 @@ pub(crate) async fn sync_routes(state: &AppState) -> Result<(), HubError> {
             }
             _ => {
                 tracing::info!(route = %prefix, "adding missing route");
-                state
-                    .proxy
-                    .add_route(prefix, url, user.name.as_str(), server.name.as_str())
-                    .await?;
+                add_route(state, prefix, url, user.name.as_str(), server.name.as_str()).await?;
             }
         }
     }
     for (path, route) in &routes {
         if route.user.is_some() && !wanted.contains_key(path) {
             tracing::info!(route = %path, "deleting stale route");
-            state.proxy.delete_route(path).await?;
+            delete_route(state, path).await?;
         }
     }
     Ok(())
@@ -567,10 +679,17 @@ async fn poll_servers(state: &AppState) -> Result<(), HubError> {
         if server.status != ServerStatus::Running {
             continue;
         }
-        if let PollStatus::Exited { code } = state.spawner.poll(&server.state).await {
+        let polled = Instant::now();
+        let status = state.spawner.poll(&server.state).await;
+        state.metrics.timed(
+            Timed::ServerPoll,
+            polled.elapsed(),
+            status == PollStatus::Running,
+        );
+        if let PollStatus::Exited { code } = status {
             tracing::warn!(user = %user.name, server = %server.name, ?code, "server exited on its own");
             let prefix = state.server_prefix(user.name.as_str(), server.name.as_str());
-            state.proxy.delete_route(&prefix).await?;
+            delete_route(state, &prefix).await?;
             cleanup_server(state, &user, &server.name).await;
         }
     }

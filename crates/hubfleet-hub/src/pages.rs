@@ -20,6 +20,7 @@ use crate::HubError;
 use crate::cookies::{self, CookieAttrs};
 use crate::identity::{self, Identity, check_xsrf};
 use crate::lifecycle;
+use crate::metrics::Timed;
 use crate::state::AppState;
 
 type AppStateRef = Arc<AppState>;
@@ -102,7 +103,13 @@ impl IntoResponse for PageError {
         if status.is_server_error() {
             tracing::error!(error = %self.error, "page failed");
         }
-        error_page(&self.state, status, &message, self.user.as_deref())
+        let mut response = error_page(&self.state, status, &message, self.user.as_deref());
+        if let Some(seconds) = self.error.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -257,6 +264,24 @@ async fn login_submit(
     Query(query): Query<Params>,
     Form(form): Form<Params>,
 ) -> PageResult {
+    let started = std::time::Instant::now();
+    let response = login_attempt(&state, &headers, &query, &form).await;
+    let succeeded = response
+        .as_ref()
+        .is_ok_and(|r| r.status() == StatusCode::FOUND);
+    state
+        .metrics
+        .timed(Timed::Login, started.elapsed(), succeeded);
+    response
+}
+
+async fn login_attempt(
+    state: &AppStateRef,
+    headers: &HeaderMap,
+    query: &Params,
+    form: &Params,
+) -> PageResult {
+    let (state, headers) = (state.clone(), headers.clone());
     let next = safe_next(query.get("next"));
     check_xsrf(&headers, form.get("_xsrf").map(String::as_str)).page(&state, None)?;
     let typed = form.get("username").map(String::as_str).unwrap_or("");
@@ -333,6 +358,11 @@ async fn login_submit(
         })
         .await
         .page(&state, Some(&user))?;
+    state
+        .store
+        .touch_user_activity(user.id, now)
+        .await
+        .page(&state, Some(&user))?;
     tracing::info!(user = %user.name, "logged in");
     let running = state
         .store
@@ -373,6 +403,16 @@ async fn login_submit(
 }
 
 async fn logout(State(state): State<AppStateRef>, headers: HeaderMap) -> PageResult {
+    let started = std::time::Instant::now();
+    let response = logout_session(&state, &headers).await;
+    state
+        .metrics
+        .timed(Timed::Logout, started.elapsed(), response.is_ok());
+    response
+}
+
+async fn logout_session(state: &AppStateRef, headers: &HeaderMap) -> PageResult {
+    let state = state.clone();
     if let Some(secret) = cookies::get(&headers, cookies::LOGIN_COOKIE)
         && let Some(session) = state
             .store

@@ -9,7 +9,9 @@ use hubfleet_types::{Authenticator, Spawner};
 
 use crate::HubError;
 use crate::lifecycle::SpawnTracker;
+use crate::metrics::HubMetrics;
 use crate::proxy_link::ProxyLink;
+use crate::queue::{QueueLimits, SpawnQueue};
 use crate::templates::Templates;
 
 /// The concrete parts the binary wires into the hub.
@@ -33,6 +35,8 @@ pub(crate) struct AppState {
     pub single_user_cmd: Vec<String>,
     pub templates: Templates,
     pub spawns: SpawnTracker,
+    pub queue: Arc<SpawnQueue>,
+    pub metrics: HubMetrics,
     /// For readiness checks of single-user servers: no redirects, short timeouts.
     pub http: reqwest::Client,
     /// `<base_url>hub/`.
@@ -40,6 +44,8 @@ pub(crate) struct AppState {
     /// `http://<hub.listen><base_url>hub/api`, what single-user servers call.
     pub hub_api_url: String,
     pub secure_cookies: bool,
+    /// Notified by `POST /hub/api/shutdown`; the server stops gracefully when it fires.
+    pub shutdown_requested: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -69,6 +75,12 @@ impl AppState {
         Ok(Arc::new(AppState {
             templates: Templates::new(&config.base_url)?,
             spawns: SpawnTracker::default(),
+            queue: SpawnQueue::new(QueueLimits {
+                concurrent_starts: config.spawner.concurrent_starts as usize,
+                max_queue: config.spawner.max_queue as usize,
+                active_server_limit: config.spawner.active_server_limit as usize,
+            }),
+            metrics: HubMetrics::new(),
             store: deps.store,
             spawner: deps.spawner,
             authenticator: deps.authenticator,
@@ -78,6 +90,7 @@ impl AppState {
             hub_prefix,
             hub_api_url,
             secure_cookies,
+            shutdown_requested: tokio::sync::Notify::new(),
             config,
         }))
     }

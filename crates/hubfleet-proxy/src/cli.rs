@@ -236,6 +236,7 @@ impl ChpArgs {
                 .map(Duration::from_millis),
             keep_alive_timeout: Duration::from_millis(self.keep_alive_timeout),
             custom_headers,
+            ..ProxyConfig::default()
         })
     }
 }

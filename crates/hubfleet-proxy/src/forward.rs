@@ -78,8 +78,8 @@ pub(crate) struct ForwardState {
     pub(crate) metrics: Arc<ProxyMetrics>,
     pub(crate) client: Client<HttpConnector, ProxyBody>,
     pub(crate) options: ForwardOptions,
-    /// Cancelled at the end of a shutdown, to close WebSocket tunnels that outlive their connections.
-    pub(crate) tunnels: CancellationToken,
+    /// Cancelled when the shutdown grace period ends: closes connections and WebSocket tunnels still open.
+    pub(crate) force_close: CancellationToken,
 }
 
 /// What we know about the client connection a request came in on.
@@ -110,7 +110,7 @@ async fn forward(
     }
     let upgrade = upgrade_protocol(&req);
     let is_upgrade = upgrade.is_some();
-    let request_counter = if upgrade.is_some() {
+    let request_counter = if is_upgrade {
         &state.metrics.requests_ws
     } else {
         &state.metrics.requests_web
@@ -202,7 +202,7 @@ async fn forward(
             upstream_upgrade,
             activity,
             state.metrics.clone(),
-            state.tunnels.clone(),
+            state.force_close.clone(),
         ));
         let (parts, _empty) = response.into_parts();
         return Response::from_parts(parts, ProxyBody::empty());

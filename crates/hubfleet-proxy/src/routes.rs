@@ -45,8 +45,12 @@ impl ActivityClock {
 
     /// Records activity now.
     pub fn touch(&self) {
-        self.millis
-            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        let now = Utc::now().timestamp_millis();
+        // Busy routes are touched from every core many times per millisecond; skipping the store when the
+        // value is unchanged keeps the cache line shared instead of bouncing it between cores.
+        if self.millis.load(Ordering::Relaxed) != now {
+            self.millis.store(now, Ordering::Relaxed);
+        }
     }
 
     /// The time of the last recorded activity.

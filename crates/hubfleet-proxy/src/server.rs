@@ -31,9 +31,6 @@ use crate::metrics::{GaugeGuard, ProxyMetrics};
 use crate::routes::RouteTable;
 use crate::tls::ReloadableCert;
 
-/// How long in-flight requests may run after a shutdown signal before their connections are dropped.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// A TLS handshake that takes longer than this is abandoned.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -78,6 +75,9 @@ pub struct ProxyConfig {
     pub keep_alive_timeout: Duration,
     /// Headers set on every proxied request.
     pub custom_headers: Vec<(String, String)>,
+    /// How long in-flight requests may run after a shutdown signal before connections and WebSocket
+    /// tunnels are closed.
+    pub shutdown_grace: Duration,
 }
 
 impl fmt::Debug for ProxyConfig {
@@ -120,6 +120,7 @@ impl Default for ProxyConfig {
             proxy_timeout: None,
             keep_alive_timeout: Duration::from_millis(5000),
             custom_headers: Vec::new(),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -175,6 +176,7 @@ pub struct ProxyServer {
     api_state: Arc<ApiState>,
     handle: ProxyHandle,
     http: Arc<auto::Builder<TokioExecutor>>,
+    shutdown_grace: Duration,
 }
 
 impl fmt::Debug for ProxyServer {
@@ -262,7 +264,7 @@ impl ProxyServer {
                 proxy_timeout: config.proxy_timeout,
                 custom_headers,
             },
-            tunnels: CancellationToken::new(),
+            force_close: CancellationToken::new(),
         });
         let api_state = Arc::new(ApiState {
             routes: routes.clone(),
@@ -302,6 +304,7 @@ impl ProxyServer {
                 cert,
             },
             http: Arc::new(http),
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -340,6 +343,7 @@ impl ProxyServer {
         let ctx = AcceptContext {
             graceful: &graceful,
             stop: &stop_accepting,
+            force_close: &self.forward_state.force_close,
             http: &self.http,
         };
 
@@ -415,13 +419,13 @@ impl ProxyServer {
         };
         tokio::join!(accepting, stopping);
 
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!("connections still open after the shutdown grace period; closing them");
         }
-        self.forward_state.tunnels.cancel();
+        self.forward_state.force_close.cancel();
         Ok(())
     }
 }
@@ -460,6 +464,7 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
 struct AcceptContext<'a> {
     graceful: &'a GracefulShutdown,
     stop: &'a CancellationToken,
+    force_close: &'a CancellationToken,
     http: &'a Arc<auto::Builder<TokioExecutor>>,
 }
 
@@ -483,12 +488,14 @@ where
             Ok((stream, peer)) => {
                 // Small WebSocket frames and API answers must not wait for Nagle's algorithm.
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_conn(
-                    stream,
-                    peer,
-                    ctx.graceful.watcher(),
-                    ctx.http.clone(),
-                ));
+                let conn = serve_conn(stream, peer, ctx.graceful.watcher(), ctx.http.clone());
+                let force_close = ctx.force_close.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = conn => {}
+                        () = force_close.cancelled() => {}
+                    }
+                });
             }
             Err(error) => {
                 // Out of file descriptors and similar: back off briefly instead of spinning on the error.

@@ -95,6 +95,15 @@ mod tests {
     }
 
     #[test]
+    fn live_threads_are_counted() {
+        let worker = std::thread::spawn(std::thread::park);
+        assert!(has_live_threads(std::process::id()));
+        worker.thread().unpark();
+        worker.join().unwrap();
+        assert!(!has_live_threads(u32::MAX), "no such process");
+    }
+
+    #[test]
     fn truncated_stat_is_rejected() {
         assert_eq!(parse_stat("12 (x) S 1 12"), None);
     }

@@ -10,20 +10,23 @@
 //! [`Store::delete_oauth_client`] treat a missing row as success.
 
 mod error;
+mod groups;
 mod migrate;
 mod model;
 mod oauth;
 mod servers;
 mod services;
 mod sessions;
+mod stats;
 mod store;
 mod tokens;
 mod users;
 
 pub use error::StoreError;
+pub use groups::RoleHolder;
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
-    Backend, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service, Session,
-    TokenOwner, TokenRecord, User,
+    Backend, Group, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service,
+    Session, TokenOwner, TokenRecord, User, UserQuery, UserSort, UserState, Visibility,
 };
 pub use store::Store;

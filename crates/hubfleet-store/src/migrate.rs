@@ -18,12 +18,20 @@ pub(crate) struct Migration {
     pub postgres: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "users, servers, services, tokens, oauth, sessions",
-    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "users, servers, services, tokens, oauth, sessions",
+        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "groups, role assignments, server display names",
+        sqlite: include_str!("../migrations/sqlite/0002_groups_roles.sql"),
+        postgres: include_str!("../migrations/postgres/0002_groups_roles.sql"),
+    },
+];
 
 /// The schema version this build of the store reads and writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

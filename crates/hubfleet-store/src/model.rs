@@ -66,6 +66,8 @@ pub struct Server {
     pub started: Option<Timestamp>,
     pub last_activity: Option<Timestamp>,
     pub user_options: serde_json::Value,
+    /// Free text shown instead of the name (JupyterHub 6); empty means "use the name".
+    pub display_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,4 +221,58 @@ pub struct Service {
     pub id: i64,
     pub name: String,
     pub admin: bool,
+}
+
+/// A group of users. Members and roles are loaded with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    /// An arbitrary JSON object set through the API.
+    pub properties: serde_json::Value,
+    /// Member names, sorted.
+    pub users: Vec<String>,
+    /// Names of roles assigned to the group, sorted.
+    pub roles: Vec<String>,
+}
+
+/// Which users `GET /users` lists, in which order, and which page.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub state: Option<UserState>,
+    /// Substring of the name (case-insensitive).
+    pub name_filter: Option<String>,
+    pub sort: UserSort,
+    pub descending: bool,
+    /// Limits the listing to these users and members of these groups (a filtered `list:users`
+    /// scope); `None` means everyone.
+    pub visible: Option<Visibility>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// Users named here or belonging to one of the groups.
+#[derive(Debug, Clone, Default)]
+pub struct Visibility {
+    pub names: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// JupyterHub's `state=` filter on `GET /users`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserState {
+    /// At least one server is not stopped.
+    Active,
+    /// At least one server is running.
+    Ready,
+    /// No server is active.
+    Inactive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserSort {
+    #[default]
+    Id,
+    Name,
+    LastActivity,
 }

@@ -7,7 +7,7 @@ use hubfleet_types::{ServerName, SpawnerState, Timestamp};
 
 use crate::error::StoreError;
 use crate::model::{Server, ServerStatus, User};
-use crate::store::{Columns, Store, dispatch, to_json_text, to_micros};
+use crate::store::{Columns, Store, dispatch, id_list, to_json_text, to_micros};
 use crate::users::{expect_one, user_from_prefixed_row};
 
 fn server_from_row(row: &impl Columns) -> Result<Server, StoreError> {
@@ -32,6 +32,7 @@ fn server_from_row(row: &impl Columns) -> Result<Server, StoreError> {
         started: row.opt_timestamp("started")?,
         last_activity: row.opt_timestamp("last_activity")?,
         user_options: row.json("user_options")?,
+        display_name: row.text("display_name")?,
     })
 }
 
@@ -43,7 +44,7 @@ impl Store {
     ) -> Result<Option<Server>, StoreError> {
         dispatch!(self, read, |pool| {
             sqlx::query(
-                "SELECT id, user_id, name, status, url, state, started, last_activity, user_options \
+                "SELECT id, user_id, name, status, url, state, started, last_activity, user_options, display_name \
                  FROM servers WHERE user_id = $1 AND name = $2",
             )
             .bind(user_id)
@@ -59,7 +60,7 @@ impl Store {
     pub async fn get_server_by_id(&self, server_id: i64) -> Result<Option<Server>, StoreError> {
         dispatch!(self, read, |pool| {
             sqlx::query(
-                "SELECT id, user_id, name, status, url, state, started, last_activity, user_options \
+                "SELECT id, user_id, name, status, url, state, started, last_activity, user_options, display_name \
                  FROM servers WHERE id = $1",
             )
             .bind(server_id)
@@ -75,7 +76,7 @@ impl Store {
     pub async fn list_user_servers(&self, user_id: i64) -> Result<Vec<Server>, StoreError> {
         dispatch!(self, read, |pool| {
             let rows = sqlx::query(
-                "SELECT id, user_id, name, status, url, state, started, last_activity, user_options \
+                "SELECT id, user_id, name, status, url, state, started, last_activity, user_options, display_name \
                  FROM servers WHERE user_id = $1 ORDER BY name",
             )
             .bind(user_id)
@@ -91,7 +92,7 @@ impl Store {
         dispatch!(self, read, |pool| {
             let rows = sqlx::query(
                 "SELECT s.id, s.user_id, s.name, s.status, s.url, s.state, s.started, \
-                 s.last_activity, s.user_options, u.id AS u_id, u.name AS u_name, \
+                 s.last_activity, s.user_options, s.display_name, u.id AS u_id, u.name AS u_name, \
                  u.admin AS u_admin, u.created AS u_created, u.last_activity AS u_last_activity \
                  FROM servers s JOIN users u ON u.id = s.user_id \
                  WHERE s.status <> 'stopped' ORDER BY s.id",
@@ -124,7 +125,7 @@ impl Store {
                  ON CONFLICT (user_id, name) DO UPDATE SET status = 'spawning', url = NULL, \
                  state = NULL, started = excluded.started, user_options = excluded.user_options \
                  WHERE servers.status = 'stopped' \
-                 RETURNING id, user_id, name, status, url, state, started, last_activity, user_options",
+                 RETURNING id, user_id, name, status, url, state, started, last_activity, user_options, display_name",
             )
             .bind(user_id)
             .bind(name.as_str())
@@ -238,6 +239,100 @@ impl Store {
                 .execute(pool)
                 .await?;
             expect_one(done.rows_affected())
+        })
+    }
+
+    /// Creates a stopped server record (JupyterHub 6's `PUT /users/{name}/servers/{server}`).
+    /// [`StoreError::Conflict`] if it exists.
+    pub async fn create_server(
+        &self,
+        user_id: i64,
+        name: &ServerName,
+        display_name: &str,
+        user_options: &serde_json::Value,
+    ) -> Result<Server, StoreError> {
+        let options = to_json_text(user_options)?;
+        let row = dispatch!(self, write, |pool| {
+            sqlx::query(
+                "INSERT INTO servers (user_id, name, status, user_options, display_name) \
+                 VALUES ($1, $2, 'stopped', $3, $4) \
+                 RETURNING id, user_id, name, status, url, state, started, last_activity, user_options, display_name",
+            )
+            .bind(user_id)
+            .bind(name.as_str())
+            .bind(options)
+            .bind(display_name)
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::from)
+            .and_then(|row| server_from_row(&row))
+        });
+        match row {
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "server {name:?} already exists"
+            ))),
+            other => other,
+        }
+    }
+
+    /// Renames a server and sets its display name and options (a stopped server only; the
+    /// caller checks). [`StoreError::Conflict`] if the new name is taken.
+    pub async fn update_server(
+        &self,
+        server_id: i64,
+        name: &ServerName,
+        display_name: &str,
+        user_options: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let options = to_json_text(user_options)?;
+        let done = dispatch!(self, write, |pool| {
+            sqlx::query(
+                "UPDATE servers SET name = $1, display_name = $2, user_options = $3 WHERE id = $4",
+            )
+            .bind(name.as_str())
+            .bind(display_name)
+            .bind(options)
+            .bind(server_id)
+            .execute(pool)
+            .await
+            .map_err(StoreError::from)
+            .and_then(|done| expect_one(done.rows_affected()))
+        });
+        match done {
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "server {name:?} already exists"
+            ))),
+            other => other,
+        }
+    }
+
+    /// The servers of many users in one query (for a page of user models), ordered by user and
+    /// name. `active_only` leaves out stopped servers.
+    pub async fn list_servers_for_users(
+        &self,
+        user_ids: &[i64],
+        active_only: bool,
+    ) -> Result<Vec<Server>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id, user_id, name, status, url, state, started, last_activity, user_options, \
+             display_name FROM servers WHERE user_id IN ({}){} ORDER BY user_id, name",
+            id_list(1, user_ids.len()),
+            if active_only {
+                " AND status <> 'stopped'"
+            } else {
+                ""
+            }
+        );
+        dispatch!(self, read, |pool| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in user_ids {
+                query = query.bind(*id);
+            }
+            let rows = query.fetch_all(pool).await?;
+            rows.iter().map(server_from_row).collect()
         })
     }
 }

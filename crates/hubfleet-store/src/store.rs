@@ -285,3 +285,12 @@ macro_rules! impl_columns {
 }
 impl_columns!(SqliteRow);
 impl_columns!(PgRow);
+
+/// `$start, $start+1, …` for `count` parameters: the body of an `IN (…)` list. Callers bound the
+/// count (a page is at most a few hundred ids), far below both backends' parameter limits.
+pub(crate) fn id_list(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -129,9 +129,15 @@ async fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyho
         None => vec![provision_default_env(&data_dir).await?],
     };
 
-    let store = hubfleet_store::Store::open_sqlite(&data_dir.join("hubfleet.sqlite"))
-        .await
-        .context("opening the database")?;
+    let store = match &config.db_url {
+        // The URL may hold a password: it goes to the store, never to a message.
+        Some(url) => hubfleet_store::Store::open(url.expose())
+            .await
+            .context("opening the database at db.url")?,
+        None => hubfleet_store::Store::open_sqlite(&data_dir.join("hubfleet.sqlite"))
+            .await
+            .context("opening the database")?,
+    };
 
     let run_as = match config.spawner.run_as {
         RunAsSetting::Auto => RunAs::Auto,

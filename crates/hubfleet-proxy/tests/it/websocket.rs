@@ -197,3 +197,23 @@ async fn failed_upgrades_get_plain_statuses() {
     assert_eq!(proxy.handle.metrics().websockets_active(), 0);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_open_tunnels_after_the_grace_period() {
+    let upstream = ws_echo_upstream().await;
+    let proxy = TestProxy::start(ProxyConfig {
+        shutdown_grace: std::time::Duration::from_millis(100),
+        ..ProxyConfig::default()
+    })
+    .await;
+    proxy.route("/", &format!("http://{upstream}"));
+    let metrics = proxy.handle.metrics().clone();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.public))
+        .await
+        .unwrap();
+    socket.send(Message::text("ping")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "ping");
+    proxy.stop().await;
+    expect_closed(&mut socket).await;
+    wait_until("the tunnel is gone", || metrics.websockets_active() == 0).await;
+}

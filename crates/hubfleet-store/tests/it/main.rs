@@ -6,6 +6,7 @@
 mod harness;
 
 mod concurrency;
+mod groups;
 mod migrations;
 mod oauth;
 mod servers;

@@ -12,7 +12,9 @@ async fn seed(store: &Store, version: i64) {
         0 => {}
         1 => store
             .execute_script(
-                "INSERT INTO users (name, admin, created) VALUES ('seeded', TRUE, 1700000000000000)",
+                "INSERT INTO users (name, admin, created) VALUES ('seeded', TRUE, 1700000000000000);
+                 INSERT INTO servers (user_id, name, status, user_options)
+                 SELECT id, 'gpu', 'stopped', '{\"size\": 2}' FROM users WHERE name = 'seeded';",
             )
             .await
             .unwrap(),
@@ -26,6 +28,15 @@ async fn check_upgraded(store: &Store, from: i64) {
         let seeded = store.get_user(&user_name("seeded")).await.unwrap().unwrap();
         assert!(seeded.admin);
         assert_eq!(seeded.created.timestamp(), 1_700_000_000);
+        // Version 2 gave servers a display name; existing ones get an empty one.
+        let gpu = hubfleet_types::ServerName::parse("gpu").unwrap();
+        let server = store.get_server(seeded.id, &gpu).await.unwrap().unwrap();
+        assert_eq!(server.display_name, "");
+        assert_eq!(server.user_options["size"], 2);
+        store
+            .create_groups(&["after-upgrade".to_string()], &["seeded".to_string()])
+            .await
+            .unwrap();
     }
     // The upgraded schema works for writes across tables.
     let user = store

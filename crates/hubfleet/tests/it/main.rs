@@ -8,3 +8,4 @@ mod support;
 mod api;
 mod hub;
 mod proxy;
+mod scale;

@@ -18,6 +18,19 @@ pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(90);
 /// A `hubfleet serve` process with its own data directory and ports. Dropping it kills the hub
 /// and everything it started (proxy, user servers, kernels) and removes the Unix accounts the
 /// spawner created for the test's users.
+/// Everything a test may vary about the generated config.
+pub struct HubOptions<'a> {
+    /// Hub users the test logs in; their Unix accounts are removed on drop.
+    pub users: &'a [&'a str],
+    /// Which stock single-user venv to use when `cmd` is `None`.
+    pub jupyterhub: &'a str,
+    pub cmd: Option<Vec<String>>,
+    /// Extra lines for the `spawner:` section, each indented by two spaces and ending in `\n`.
+    pub spawner_yaml: &'a str,
+    /// Extra top-level YAML.
+    pub extra_yaml: &'a str,
+}
+
 pub struct TestHub {
     hub: Option<ProcessGuard>,
     config_path: PathBuf,
@@ -44,6 +57,24 @@ impl TestHub {
         cmd: Option<Vec<String>>,
         extra_yaml: &str,
     ) -> TestHub {
+        Self::start_with_options(HubOptions {
+            users,
+            jupyterhub,
+            cmd,
+            spawner_yaml: "",
+            extra_yaml,
+        })
+        .await
+    }
+
+    pub async fn start_with_options(options: HubOptions<'_>) -> TestHub {
+        let HubOptions {
+            users,
+            jupyterhub,
+            cmd,
+            spawner_yaml,
+            extra_yaml,
+        } = options;
         super::install_crypto_provider();
         let dir = tempfile::Builder::new()
             .prefix("hubfleet-hub-it-")
@@ -79,7 +110,7 @@ spawner:
   cmd: {cmd}
   start_timeout: 60s
   http_timeout: 60s
-services:
+{spawner_yaml}services:
   - name: test-admin
     api_token: "{ADMIN_TOKEN}"
     admin: true
@@ -87,6 +118,7 @@ services:
             data = data_dir.display(),
             cmd = serde_json::to_string(&cmd).expect("json"),
         );
+        let config = config + &database_yaml();
         let config_path = dir.path().join("hubfleet.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let mut test_hub = TestHub {
@@ -165,6 +197,29 @@ services:
             .as_str()
             .map(String::from)
     }
+}
+
+/// `HUBFLEET_TEST_DB=postgres` runs the end-to-end tests on PostgreSQL: each hub gets a fresh
+/// database in the cluster at `HUBFLEET_TEST_POSTGRES_URL` (the project's test script starts one).
+fn database_yaml() -> String {
+    if std::env::var("HUBFLEET_TEST_DB").as_deref() != Ok("postgres") {
+        return String::new();
+    }
+    let server = std::env::var("HUBFLEET_TEST_POSTGRES_URL")
+        .expect("HUBFLEET_TEST_DB=postgres needs HUBFLEET_TEST_POSTGRES_URL");
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "hubfleet_it_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let status = Command::new("psql")
+        .args([&server, "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("run psql");
+    assert!(status.success(), "creating database {name}");
+    let (base, _) = server.rsplit_once('/').expect("URL has a database path");
+    format!("db:\n  url: \"{base}/{name}\"\n")
 }
 
 impl Drop for TestHub {
