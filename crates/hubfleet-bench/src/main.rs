@@ -66,6 +66,10 @@ struct ProxyArgs {
     /// Requests after which hubfleet's RSS is read first, and finally (the growth check).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     growth_requests: Vec<u64>,
+    /// Skip the wrk runs, so memory is measured on a fresh proxy (connection buffers retained
+    /// after heavy traffic otherwise dominate the figures).
+    #[arg(long)]
+    skip_http: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -301,7 +305,7 @@ async fn measure_setup(
         ..SetupReport::default()
     };
 
-    for (file, _) in FILES {
+    for (file, _) in FILES.iter().filter(|_| !args.skip_http) {
         let url = format!("{}/{file}.bin", running.http_base);
         for &connections in &args.connections {
             let mut runs = Vec::new();

@@ -12,6 +12,7 @@
 
 mod api;
 mod cookies;
+mod culler;
 mod error;
 mod identity;
 mod lifecycle;
@@ -19,6 +20,7 @@ mod metrics;
 mod pages;
 mod proxy_link;
 mod queue;
+mod services;
 mod state;
 mod templates;
 
@@ -62,6 +64,7 @@ pub async fn run(
     let shutdown = api::init(&state, shutdown).await?;
     let mut background = lifecycle::spawn_background_tasks(Arc::clone(&state));
     background.spawn(metrics::sample_event_loop(Arc::clone(&state)));
+    background.spawn(culler::run(Arc::clone(&state)));
     let metrics_routes = axum::Router::new()
         .route(
             &format!("{}metrics", state.hub_prefix),

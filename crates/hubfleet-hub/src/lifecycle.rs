@@ -547,6 +547,10 @@ pub struct StartupReport {
 pub(crate) async fn startup(state: &Arc<AppState>) -> Result<StartupReport, HubError> {
     state.proxy.ensure_running().await?;
     register_services(state).await?;
+    let services_dir = state.config.data_dir.join("services");
+    std::fs::create_dir_all(&services_dir)
+        .map_err(|e| HubError::Internal(format!("creating {}: {e}", services_dir.display())))?;
+    state.services.ensure_running(state).await;
     let init_spawners = Instant::now();
     let mut report = StartupReport::default();
     for (user, server) in state.store.list_active_servers().await? {
@@ -603,6 +607,18 @@ async fn register_services(state: &AppState) -> Result<(), HubError> {
             .await?;
         state.store.delete_service_tokens(record.id).await?;
         if let Some(token) = &service.api_token {
+            // The token is also the service's OAuth client secret, as in JupyterHub.
+            let prefix = crate::services::service_prefix(state, &service.name);
+            state
+                .store
+                .upsert_oauth_client(&OAuthClient {
+                    identifier: crate::services::oauth_client_id(&service.name),
+                    secret_hash: hash_token(token.expose()),
+                    redirect_uri: format!("{prefix}oauth_callback"),
+                    description: format!("service {}", service.name),
+                    allowed_scopes: vec![format!("access:services!service={}", service.name)],
+                })
+                .await?;
             state
                 .store
                 .insert_token(&NewToken {
@@ -664,8 +680,24 @@ async fn sync_routes_inner(state: &AppState) -> Result<(), HubError> {
             }
         }
     }
+    let mut services = BTreeMap::new();
+    for service in &state.config.services {
+        let Some(url) = &service.url else { continue };
+        let prefix = crate::services::service_prefix(state, &service.name);
+        let path = prefix.trim_end_matches('/').to_string();
+        if routes.get(&path).is_none_or(|route| &route.target != url) {
+            tracing::info!(route = %prefix, "adding service route");
+            state
+                .proxy
+                .add_service_route(&prefix, url, &service.name)
+                .await?;
+        }
+        services.insert(path, ());
+    }
     for (path, route) in &routes {
-        if route.user.is_some() && !wanted.contains_key(path) {
+        let stale_user = route.user.is_some() && !wanted.contains_key(path);
+        let stale_service = route.service.is_some() && !services.contains_key(path);
+        if stale_user || stale_service {
             tracing::info!(route = %path, "deleting stale route");
             delete_route(state, path).await?;
         }
@@ -707,6 +739,7 @@ pub(crate) fn spawn_background_tasks(state: Arc<AppState>) -> JoinSet<()> {
             if let Err(error) = poll_servers(&poller).await {
                 tracing::error!(%error, "polling servers");
             }
+            poller.services.ensure_running(&poller).await;
             if let Err(error) = sync_routes(&poller).await {
                 tracing::error!(%error, "syncing routes");
             }

@@ -31,6 +31,7 @@ pub struct HubRoute {
     pub target: String,
     pub user: Option<String>,
     pub server_name: Option<String>,
+    pub service: Option<String>,
     pub last_activity: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -127,6 +128,19 @@ impl ProxyLink {
             .map_err(|e| HubError::Proxy(e.to_string()))
     }
 
+    pub async fn add_service_route(
+        &self,
+        prefix: &str,
+        target: &str,
+        service: &str,
+    ) -> Result<(), HubError> {
+        let data = serde_json::json!({ "service": service, "jupyterhub": true });
+        self.client
+            .add_route(prefix, target, data)
+            .await
+            .map_err(|e| HubError::Proxy(e.to_string()))
+    }
+
     pub async fn delete_route(&self, prefix: &str) -> Result<(), HubError> {
         self.client
             .delete_route(prefix)
@@ -154,6 +168,7 @@ impl ProxyLink {
                 let route = HubRoute {
                     user: text("user"),
                     server_name: text("server_name"),
+                    service: text("service"),
                     target: entry.target,
                     last_activity: entry.last_activity,
                 };

@@ -12,6 +12,7 @@ use crate::lifecycle::SpawnTracker;
 use crate::metrics::HubMetrics;
 use crate::proxy_link::ProxyLink;
 use crate::queue::{QueueLimits, SpawnQueue};
+use crate::services::ManagedServices;
 use crate::templates::Templates;
 
 /// The concrete parts the binary wires into the hub.
@@ -37,6 +38,7 @@ pub(crate) struct AppState {
     pub spawns: SpawnTracker,
     pub queue: Arc<SpawnQueue>,
     pub metrics: HubMetrics,
+    pub services: ManagedServices,
     /// For readiness checks of single-user servers: no redirects, short timeouts.
     pub http: reqwest::Client,
     /// `<base_url>hub/`.
@@ -81,6 +83,7 @@ impl AppState {
                 active_server_limit: config.spawner.active_server_limit as usize,
             }),
             metrics: HubMetrics::new(),
+            services: ManagedServices::default(),
             store: deps.store,
             spawner: deps.spawner,
             authenticator: deps.authenticator,

@@ -392,6 +392,17 @@ mod tests {
     }
 
     #[test]
+    fn printed_presets_load_back_as_scenario_files() {
+        for name in PRESET_NAMES {
+            let preset = Scenario::preset(name).expect("preset");
+            // `hubfleet-loadsim scenarios` prints JSON, which is YAML 1.2.
+            let printed = serde_json::to_string_pretty(&preset).expect("serialize");
+            let loaded = Scenario::from_yaml(&printed, name).expect("loads back");
+            assert_eq!(loaded, preset);
+        }
+    }
+
+    #[test]
     fn durations_parse_in_every_unit() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));

@@ -9,3 +9,4 @@ mod api;
 mod hub;
 mod proxy;
 mod scale;
+mod services;

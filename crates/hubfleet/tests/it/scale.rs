@@ -95,7 +95,7 @@ async fn the_spawn_queue_is_fifo_shows_positions_and_refuses_with_429_only_when_
         jupyterhub: "6.1.1",
         cmd: Some(slow_standin_server(dir.path(), 2.0)),
         spawner_yaml: "  concurrent_starts: 2\n  max_queue: 3\n",
-        extra_yaml: "",
+        ..HubOptions::default()
     })
     .await;
 
@@ -221,8 +221,7 @@ async fn metrics_use_jupyterhubs_names_and_need_read_metrics() {
         users: &["itmetrics"],
         jupyterhub: "6.1.1",
         cmd: Some(slow_standin_server(dir.path(), 0.0)),
-        spawner_yaml: "",
-        extra_yaml: "",
+        ..HubOptions::default()
     })
     .await;
     let browser = hub.browser();

@@ -27,8 +27,23 @@ pub struct HubOptions<'a> {
     pub cmd: Option<Vec<String>>,
     /// Extra lines for the `spawner:` section, each indented by two spaces and ending in `\n`.
     pub spawner_yaml: &'a str,
+    /// Extra entries for the `services:` list (each starting `  - name: …`).
+    pub services_yaml: &'a str,
     /// Extra top-level YAML.
     pub extra_yaml: &'a str,
+}
+
+impl Default for HubOptions<'_> {
+    fn default() -> Self {
+        HubOptions {
+            users: &[],
+            jupyterhub: "6.1.1",
+            cmd: None,
+            spawner_yaml: "",
+            services_yaml: "",
+            extra_yaml: "",
+        }
+    }
 }
 
 pub struct TestHub {
@@ -61,8 +76,8 @@ impl TestHub {
             users,
             jupyterhub,
             cmd,
-            spawner_yaml: "",
             extra_yaml,
+            ..HubOptions::default()
         })
         .await
     }
@@ -73,6 +88,7 @@ impl TestHub {
             jupyterhub,
             cmd,
             spawner_yaml,
+            services_yaml,
             extra_yaml,
         } = options;
         super::install_crypto_provider();
@@ -114,7 +130,7 @@ spawner:
   - name: test-admin
     api_token: "{ADMIN_TOKEN}"
     admin: true
-{extra_yaml}"#,
+{services_yaml}{extra_yaml}"#,
             data = data_dir.display(),
             cmd = serde_json::to_string(&cmd).expect("json"),
         );
@@ -138,17 +154,23 @@ spawner:
     pub async fn launch(&mut self) {
         let mut command = Command::new(hubfleet_bin());
         command.arg("serve").arg("--config").arg(&self.config_path);
-        self.hub = Some(ProcessGuard::spawn("hubfleet-serve", command));
+        let hub = std::sync::Mutex::new(ProcessGuard::spawn("hubfleet-serve", command));
         let url = format!("{}/hub/api", self.public_url);
         wait_for(
             "the hub to answer through the proxy",
             Duration::from_secs(30),
             || async {
+                let exited = hub.lock().expect("not poisoned").try_exit_status();
+                if let Some(status) = exited {
+                    let log = hub.lock().expect("not poisoned").log_tail();
+                    panic!("hubfleet serve exited with {status}:\n{log}");
+                }
                 let response = reqwest::get(&url).await.ok()?;
                 (response.status() == StatusCode::OK).then_some(())
             },
         )
         .await;
+        self.hub = Some(hub.into_inner().expect("not poisoned"));
     }
 
     pub fn kill_hub(&mut self) {

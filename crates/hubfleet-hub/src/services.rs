@@ -1,0 +1,218 @@
+//! Hub-managed services (JupyterHub's `services` with a `command`): processes the hub starts with
+//! the `JUPYTERHUB_SERVICE_*` environment and the service's token, keeps running, and — like user
+//! servers — leaves running across a hub restart. A restarted hub re-adopts a service process it
+//! finds through the pid file, if that pid still runs the same command line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use hubfleet_config::ServiceConfig;
+
+use crate::HubError;
+use crate::state::AppState;
+
+/// Environment variables a service inherits from the hub; everything else is set explicitly.
+const ENV_KEEP: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "HOME",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+];
+
+#[derive(Default)]
+pub(crate) struct ManagedServices {
+    /// Processes this hub process started (so it can reap them); adopted ones are tracked by pid.
+    children: Mutex<HashMap<String, Child>>,
+}
+
+pub(crate) fn oauth_client_id(service: &str) -> String {
+    format!("service-{service}")
+}
+
+pub(crate) fn service_prefix(state: &AppState, service: &str) -> String {
+    format!("{}services/{service}/", state.config.base_url)
+}
+
+fn pid_file(state: &AppState, service: &str) -> PathBuf {
+    state
+        .config
+        .data_dir
+        .join("services")
+        .join(format!("{service}.pid"))
+}
+
+fn cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // A zombie has exited; it only waits to be reaped.
+    if status
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    {
+        return None;
+    }
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect(),
+    )
+}
+
+/// True when `pid` runs `command` (the pid file may point at a recycled pid). A script started
+/// through its shebang shows up as `interpreter script args…`, so the program is looked for among
+/// the leading arguments by file name, and the arguments must match exactly.
+fn runs(pid: u32, command: &[String]) -> bool {
+    let Some((program, args)) = command.split_first() else {
+        return false;
+    };
+    let name = Path::new(program).file_name();
+    cmdline(pid).is_some_and(|running| {
+        running.ends_with(args)
+            && running[..running.len() - args.len()]
+                .iter()
+                .any(|arg| Path::new(arg).file_name() == name)
+    })
+}
+
+impl ManagedServices {
+    /// Starts every managed service that is not running; returns the names it (re)started.
+    pub async fn ensure_running(&self, state: &AppState) -> Vec<String> {
+        let mut started = Vec::new();
+        for service in state.config.services.iter().filter(|s| s.command.is_some()) {
+            match self.ensure_one(state, service) {
+                Ok(true) => started.push(service.name.clone()),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(service = %service.name, %error, "starting managed service")
+                }
+            }
+        }
+        started
+    }
+
+    fn ensure_one(&self, state: &AppState, service: &ServiceConfig) -> Result<bool, HubError> {
+        let command = service.command.as_deref().unwrap_or_default();
+        let mut children = self.children.lock().expect("managed services poisoned");
+        if let Some(child) = children.get_mut(&service.name) {
+            match child.try_wait() {
+                Ok(None) => return Ok(false),
+                Ok(Some(status)) => {
+                    tracing::warn!(service = %service.name, %status, "managed service exited; restarting");
+                    children.remove(&service.name);
+                }
+                Err(error) => {
+                    return Err(HubError::Internal(format!(
+                        "polling {}: {error}",
+                        service.name
+                    )));
+                }
+            }
+        } else if let Some(pid) = std::fs::read_to_string(pid_file(state, &service.name))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            && runs(pid, command)
+        {
+            // Started by an earlier hub process and still running: adopt it.
+            return Ok(false);
+        }
+        let child = launch(state, service)?;
+        let pid_path = pid_file(state, &service.name);
+        std::fs::write(&pid_path, child.id().to_string())
+            .map_err(|e| HubError::Internal(format!("writing {}: {e}", pid_path.display())))?;
+        tracing::info!(service = %service.name, pid = child.id(), "started managed service");
+        children.insert(service.name.clone(), child);
+        Ok(true)
+    }
+}
+
+fn launch(state: &AppState, service: &ServiceConfig) -> Result<Child, HubError> {
+    let command = service.command.as_deref().unwrap_or_default();
+    let work_dir = state.config.data_dir.join("services").join(&service.name);
+    std::fs::create_dir_all(&work_dir)
+        .map_err(|e| HubError::Internal(format!("creating {}: {e}", work_dir.display())))?;
+    let log_path = state
+        .config
+        .data_dir
+        .join("logs")
+        .join(format!("service-{}.log", service.name));
+    let log = open_log(&log_path)?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| HubError::Internal(format!("duplicating {}: {e}", log_path.display())))?;
+    let mut process = Command::new(&command[0]);
+    process
+        .args(&command[1..])
+        .current_dir(&work_dir)
+        .env_clear()
+        .envs(
+            ENV_KEEP
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
+        )
+        .envs(service_env(state, service))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // Its own process group, so that signals for the hub do not reach it: services survive hub
+    // restarts like user servers do.
+    std::os::unix::process::CommandExt::process_group(&mut process, 0);
+    process.spawn().map_err(|e| {
+        HubError::Internal(format!(
+            "starting service {} ({}): {e}",
+            service.name, command[0]
+        ))
+    })
+}
+
+fn open_log(path: &Path) -> Result<std::fs::File, HubError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| HubError::Internal(format!("opening {}: {e}", path.display())))
+}
+
+/// The environment JupyterHub gives a hub-managed service (`services/service.py`).
+fn service_env(state: &AppState, service: &ServiceConfig) -> BTreeMap<String, String> {
+    let mut env = service.environment.clone();
+    let access =
+        serde_json::json!([format!("access:services!service={}", service.name)]).to_string();
+    let prefix = service_prefix(state, &service.name);
+    for (key, value) in [
+        ("JUPYTERHUB_SERVICE_NAME", service.name.clone()),
+        (
+            "JUPYTERHUB_API_TOKEN",
+            service
+                .api_token
+                .as_ref()
+                .map(|t| t.expose().to_string())
+                .unwrap_or_default(),
+        ),
+        ("JUPYTERHUB_CLIENT_ID", oauth_client_id(&service.name)),
+        ("JUPYTERHUB_HOST", String::new()),
+        (
+            "JUPYTERHUB_OAUTH_CALLBACK_URL",
+            format!("{prefix}oauth_callback"),
+        ),
+        ("JUPYTERHUB_OAUTH_SCOPES", access.clone()),
+        ("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access),
+        ("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".to_string()),
+        ("JUPYTERHUB_API_URL", state.hub_api_url.clone()),
+        ("JUPYTERHUB_BASE_URL", state.config.base_url.clone()),
+        ("JUPYTERHUB_PUBLIC_URL", String::new()),
+        ("JUPYTERHUB_PUBLIC_HUB_URL", String::new()),
+    ] {
+        env.insert(key.to_string(), value);
+    }
+    if let Some(url) = &service.url {
+        env.insert("JUPYTERHUB_SERVICE_URL".into(), url.clone());
+        env.insert("JUPYTERHUB_SERVICE_PREFIX".into(), prefix);
+    }
+    env
+}
