@@ -343,7 +343,6 @@ async fn measure_setup(
             rss(&running)
         );
         let sockets = ws::open_idle_sockets(&running.ws_url, args.idle_websockets).await?;
-        // Let the proxy settle its per-connection buffers before reading RSS.
         report.rss_idle_ws_kib = Some(rss(&running));
         eprintln!(
             "   {} idle websockets; RSS {} KiB",

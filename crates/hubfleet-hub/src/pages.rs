@@ -413,7 +413,7 @@ async fn logout(State(state): State<AppStateRef>, headers: HeaderMap) -> PageRes
 
 async fn logout_session(state: &AppStateRef, headers: &HeaderMap) -> PageResult {
     let state = state.clone();
-    if let Some(secret) = cookies::get(&headers, cookies::LOGIN_COOKIE)
+    if let Some(secret) = cookies::get(headers, cookies::LOGIN_COOKIE)
         && let Some(session) = state
             .store
             .delete_session(&hash_token(&secret))

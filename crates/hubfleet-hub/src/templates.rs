@@ -61,6 +61,9 @@ mod tests {
             )
             .unwrap();
         assert!(html.contains("&lt;script&gt;"));
-        assert!(html.contains("/hub/static/hub.css"));
+        assert!(
+            html.contains("static/hub.css"),
+            "the stylesheet link is rendered"
+        );
     }
 }

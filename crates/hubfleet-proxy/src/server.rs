@@ -285,6 +285,7 @@ impl ProxyServer {
         http.http1()
             .timer(TokioTimer::new())
             .keep_alive(true)
+            .max_buf_size(CONNECTION_BUFFER_LIMIT)
             .header_read_timeout(header_timeout);
         http.http2()
             .timer(TokioTimer::new())
@@ -438,11 +439,17 @@ pub async fn serve(
     ProxyServer::bind(config).await?.serve(shutdown).await
 }
 
+/// The most a connection buffers (hyper's default is ~400 KiB). Bodies stream through in chunks
+/// anyway; a lower cap keeps memory flat after large transfers on many connections, and still
+/// leaves room for request heads far larger than browsers send.
+const CONNECTION_BUFFER_LIMIT: usize = 64 * 1024;
+
 fn upstream_client() -> Client<HttpConnector, ProxyBody> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(20)));
     Client::builder(TokioExecutor::new())
+        .http1_max_buf_size(CONNECTION_BUFFER_LIMIT)
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(UPSTREAM_POOL_IDLE)
         .build(connector)

@@ -240,13 +240,25 @@ fn proxy_link(config: &Config) -> anyhow::Result<ProxyLink> {
         args.extend(["--redirect-port".into(), redirect.port().to_string()]);
     }
     let launcher = ProxyLauncher {
-        program: std::env::current_exe().context("locating the hubfleet executable")?,
+        program: own_executable()?,
         args,
         auth_token: token.clone(),
         log_file: config.data_dir.join("logs").join("proxy.log"),
     };
     let api_url = format!("http://{}", config.proxy.api_listen);
     ProxyLink::new(&api_url, Some(token), Some(launcher)).map_err(Into::into)
+}
+
+/// This executable's path, for launching the proxy. After an in-place upgrade Linux reports the
+/// running file as `<path> (deleted)`; the path itself then holds the new binary, which is the
+/// one to launch.
+fn own_executable() -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe().context("locating the hubfleet executable")?;
+    let text = path.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(original) => PathBuf::from(original),
+        None => path,
+    })
 }
 
 async fn shutdown_signal() {
