@@ -28,7 +28,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use error::HubError;
-pub use lifecycle::StartupReport;
 pub use proxy_link::{ProxyLauncher, ProxyLink};
 pub use state::HubDeps;
 
@@ -49,14 +48,8 @@ pub async fn run(
             addr: state.config.hub.listen,
             source,
         })?;
-    let started = std::time::Instant::now();
-    let report = lifecycle::startup(&state).await?;
-    state
-        .metrics
-        .timed(metrics::Timed::Startup, started.elapsed(), true);
+    lifecycle::prepare(&state).await?;
     tracing::info!(
-        adopted = report.adopted,
-        stopped = report.found_stopped,
         "hub ready on http://{}{}hub/",
         state.config.hub.listen,
         state.config.base_url

@@ -166,6 +166,9 @@ async fn run_spawn(
     slot.finish(outcome.is_ok());
     match outcome {
         Ok(()) => {
+            // Watchers keep their receiver (and the final event); the hub keeps nothing per
+            // running server in memory.
+            let _ = state.spawns.forget(user.id, server.name.as_str());
             tracing::info!(
                 user = %user.name,
                 server = %server.name,
@@ -537,20 +540,29 @@ async fn delete_route(state: &AppState, prefix: &str) -> Result<(), HubError> {
 
 /// What a restarted hub found.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct StartupReport {
+pub(crate) struct StartupReport {
     pub adopted: usize,
     pub found_stopped: usize,
 }
 
 /// Brings the world in line with the database after a (re)start: proxy up, services' tokens
 /// current, running servers re-adopted, dead ones cleaned up, routes exactly right.
-pub(crate) async fn startup(state: &Arc<AppState>) -> Result<StartupReport, HubError> {
+/// What must hold before the hub answers requests: the proxy is up (or adopted) and services'
+/// credentials are current. Fast and independent of the number of users and servers.
+pub(crate) async fn prepare(state: &Arc<AppState>) -> Result<(), HubError> {
     state.proxy.ensure_running().await?;
     register_services(state).await?;
     let services_dir = state.config.data_dir.join("services");
     std::fs::create_dir_all(&services_dir)
         .map_err(|e| HubError::Internal(format!("creating {}: {e}", services_dir.display())))?;
     state.services.ensure_running(state).await;
+    Ok(())
+}
+
+/// Re-adopts servers a previous hub process left running, cleans up those that died, and makes
+/// the proxy's routes exactly right. Runs in the background while the hub already serves: the
+/// proxy kept every route through the restart, so users notice nothing in the meantime.
+pub(crate) async fn reconcile(state: &Arc<AppState>) -> Result<StartupReport, HubError> {
     let init_spawners = Instant::now();
     let mut report = StartupReport::default();
     for (user, server) in state.store.list_active_servers().await? {
@@ -731,7 +743,20 @@ async fn poll_servers(state: &AppState) -> Result<(), HubError> {
 pub(crate) fn spawn_background_tasks(state: Arc<AppState>) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     let poller = Arc::clone(&state);
+    let started = Instant::now();
     tasks.spawn(async move {
+        match reconcile(&poller).await {
+            Ok(report) => tracing::info!(
+                adopted = report.adopted,
+                stopped = report.found_stopped,
+                seconds = started.elapsed().as_secs_f64(),
+                "reconciled servers left by the previous hub process"
+            ),
+            Err(error) => tracing::error!(%error, "reconciling servers at startup"),
+        }
+        poller
+            .metrics
+            .timed(Timed::Startup, started.elapsed(), true);
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
