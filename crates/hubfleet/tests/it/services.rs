@@ -68,7 +68,7 @@ async fn start_server(hub: &TestHub, user: &str) {
     browser.get_following("/hub/spawn").await;
     wait_for(
         &format!("{user}'s server to run"),
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || async { server_running(hub, user).await.then_some(()) },
     )
     .await;
@@ -107,7 +107,7 @@ async fn the_builtin_culler_stops_idle_servers_and_spares_busy_ones() {
     // Left alone, it is culled.
     wait_for(
         "the idle server to be culled",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async { (!server_running(&hub, "itcullbusy").await).then_some(()) },
     )
     .await;
