@@ -1,13 +1,59 @@
-//! The authenticator boundary: turns what a person typed into a user name, or refuses.
+//! The authenticator boundary: turns what a person typed, or what an identity provider vouched
+//! for, into a user name (with groups, admin flag and auth state), or refuses.
+//!
+//! Two kinds of login go through it:
+//! - **form logins** ([`Authenticator::authenticate`]): the hub's own login form posts a user name
+//!   and a password;
+//! - **redirect logins** ([`RedirectLogin`], reached through [`Authenticator::redirect`]): OAuth2 /
+//!   OpenID Connect. The hub sends the browser to [`RedirectLogin::login_url`] and hands what comes
+//!   back on `<base_url>hub/oauth_callback` to [`RedirectLogin::complete`]. The hub owns the
+//!   per-login secrets (state, nonce, PKCE verifier) and binds them to the browser.
+
+use std::fmt;
 
 use async_trait::async_trait;
 
 use crate::UserName;
 
+/// Provider tokens and claims kept for a user (JupyterHub's `auth_state`). Secret: `Debug` is
+/// redacted, and the hub stores it only encrypted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthState(pub serde_json::Value);
+
+impl fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthState(***)")
+    }
+}
+
 /// A successful authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedUser {
     pub name: UserName,
+    /// `Some` when the authenticator manages group membership (`manage_groups`): the user's groups
+    /// become exactly these.
+    pub groups: Option<Vec<String>>,
+    /// `Some` when the authenticator decides admin rights (e.g. `admin_groups`); `admin_users`
+    /// from the configuration are admins regardless.
+    pub admin: Option<bool>,
+    /// The authenticator's own allow rules (`allowed_groups`, `allowed_organizations`) admit this
+    /// user. The hub also admits `allow_all`, `allowed_users` and admins.
+    pub allowed: bool,
+    /// Tokens and claims to keep (encrypted) when `enable_auth_state` is on.
+    pub auth_state: Option<AuthState>,
+}
+
+impl AuthenticatedUser {
+    /// A user with nothing but a name (form logins).
+    pub fn named(name: UserName) -> Self {
+        AuthenticatedUser {
+            name,
+            groups: None,
+            admin: None,
+            allowed: false,
+            auth_state: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +62,14 @@ pub enum AuthError {
     /// page; the detail goes to the log only.
     #[error("authentication backend failed: {0}")]
     Backend(String),
+    /// The identity provider vouched for someone this hub refuses (an identity provider not on the
+    /// allow-list, missing scopes, no usable user name). The message is shown to the person.
+    #[error("{0}")]
+    Refused(String),
+    /// The callback does not belong to a login this browser started, or the provider rejected the
+    /// code (replayed, expired) or returned an invalid ID token. Shown as a 400-class page.
+    #[error("invalid login callback: {0}")]
+    InvalidCallback(String),
 }
 
 #[async_trait]
@@ -30,4 +84,71 @@ pub trait Authenticator: Send + Sync + 'static {
         username: &UserName,
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, AuthError>;
+
+    /// `Some` for authenticators that log people in by sending them to an identity provider; the
+    /// hub then has no password form.
+    fn redirect(&self) -> Option<&dyn RedirectLogin> {
+        None
+    }
+}
+
+/// What the hub generated for one login attempt; kept server-side, bound to the browser.
+pub struct LoginRequest<'a> {
+    /// The `state` parameter (checked by the hub on the callback).
+    pub state: &'a str,
+    /// The OpenID Connect `nonce` (checked against the ID token by the authenticator).
+    pub nonce: &'a str,
+    /// The PKCE `code_verifier`; the authenticator sends its S256 challenge.
+    pub pkce_verifier: &'a str,
+    /// The absolute callback URL, `…/hub/oauth_callback`.
+    pub redirect_uri: &'a str,
+}
+
+/// Tokens after a refresh.
+pub enum Refreshed {
+    /// The tokens are still fresh; nothing changed.
+    Unchanged,
+    /// New auth state to store.
+    Updated(AuthState),
+}
+
+/// OAuth2 / OpenID Connect logins.
+#[async_trait]
+pub trait RedirectLogin: Send + Sync {
+    /// What the login button says, e.g. `"GitHub"` in "Sign in with GitHub".
+    fn login_service(&self) -> &str;
+
+    /// The provider's authorization URL for this attempt.
+    async fn login_url(&self, request: &LoginRequest<'_>) -> Result<String, AuthError>;
+
+    /// Exchanges the callback's `code` for tokens, validates them and maps the identity to a user.
+    /// `request` is the attempt the hub matched the callback's `state` to.
+    async fn complete(
+        &self,
+        code: &str,
+        request: &LoginRequest<'_>,
+    ) -> Result<AuthenticatedUser, AuthError>;
+
+    /// Refreshes `auth_state`'s tokens if they expire within `margin` (JupyterHub's
+    /// `refresh_pre_spawn`).
+    async fn refresh(
+        &self,
+        auth_state: &AuthState,
+        margin: std::time::Duration,
+    ) -> Result<Refreshed, AuthError>;
+
+    /// Whether auth state is kept (`enable_auth_state` with a key).
+    fn auth_state_enabled(&self) -> bool {
+        false
+    }
+
+    /// Encrypts auth state for storage.
+    fn seal_auth_state(&self, _state: &AuthState) -> Result<Vec<u8>, AuthError> {
+        Err(AuthError::Backend("auth state is not enabled".into()))
+    }
+
+    /// Decrypts stored auth state.
+    fn open_auth_state(&self, _sealed: &[u8]) -> Result<AuthState, AuthError> {
+        Err(AuthError::Backend("auth state is not enabled".into()))
+    }
 }
