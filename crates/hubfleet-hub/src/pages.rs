@@ -64,11 +64,11 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route(&hub, get(hub_root))
         .route(
             &format!("{hub}spawn"),
-            get(spawn_self).post(spawn_self_post),
+            get(spawn_get).post(spawn_post),
         )
         .route(
             &format!("{hub}spawn/{{user}}"),
-            get(spawn_user).post(spawn_user_post),
+            get(spawn_get).post(spawn_post),
         )
         .route(&format!("{hub}spawn-pending/{{user}}"), get(spawn_pending))
         .route(&format!("{hub}stop/{{user}}"), post(stop_user))
@@ -92,9 +92,9 @@ pub(crate) fn router(state: AppStateRef) -> Router {
 
 /// An HTML error page with the status the error maps to.
 pub(crate) struct PageError {
-    error: HubError,
-    state: AppStateRef,
-    user: Option<String>,
+    pub(crate) error: HubError,
+    pub(crate) state: AppStateRef,
+    pub(crate) user: Option<String>,
 }
 
 impl IntoResponse for PageError {
@@ -113,7 +113,12 @@ impl IntoResponse for PageError {
     }
 }
 
-fn error_page(state: &AppState, status: StatusCode, message: &str, user: Option<&str>) -> Response {
+pub(crate) fn error_page(
+    state: &AppState,
+    status: StatusCode,
+    message: &str,
+    user: Option<&str>,
+) -> Response {
     let html = state.templates.render(
         "error.html",
         context! {
@@ -129,9 +134,9 @@ fn error_page(state: &AppState, status: StatusCode, message: &str, user: Option<
     }
 }
 
-type PageResult = Result<Response, PageError>;
+pub(crate) type PageResult = Result<Response, PageError>;
 
-trait PageContext<T> {
+pub(crate) trait PageContext<T> {
     fn page(self, state: &AppStateRef, user: Option<&User>) -> Result<T, PageError>;
 }
 
@@ -146,12 +151,12 @@ impl<T, E: Into<HubError>> PageContext<T> for Result<T, E> {
 }
 
 /// A `next` parameter is only followed if it is a local path (no open redirects).
-fn safe_next(next: Option<&String>) -> Option<String> {
+pub(crate) fn safe_next(next: Option<&String>) -> Option<String> {
     next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
         .cloned()
 }
 
-fn redirect_to(location: &str) -> Response {
+pub(crate) fn redirect_to(location: &str) -> Response {
     (
         StatusCode::FOUND,
         [(header::LOCATION, location.to_string())],
@@ -187,7 +192,10 @@ fn xsrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>)
     }
 }
 
-fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String>) -> Response {
+pub(crate) fn with_cookies(
+    mut response: Response,
+    cookies: impl IntoIterator<Item = String>,
+) -> Response {
     for cookie in cookies {
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
@@ -196,7 +204,7 @@ fn with_cookies(mut response: Response, cookies: impl IntoIterator<Item = String
     response
 }
 
-fn html(
+pub(crate) fn html(
     state: &AppStateRef,
     template: &str,
     ctx: minijinja::Value,
@@ -249,10 +257,12 @@ async fn login_form(
         ));
     }
     let (xsrf, cookie) = xsrf_token(&state, &headers);
+    // Redirect logins show a "Sign in with …" button instead of the password form.
+    let login_service = state.authenticator.redirect().map(|r| r.login_service());
     let page = html(
         &state,
         "login.html",
-        context! { xsrf, next => next.unwrap_or_default(), username => "", message => "" },
+        context! { xsrf, next => next.unwrap_or_default(), username => "", message => "", login_service },
         StatusCode::OK,
     )?;
     Ok(with_cookies(page, cookie))
@@ -265,7 +275,25 @@ async fn login_submit(
     Form(form): Form<Params>,
 ) -> PageResult {
     let started = std::time::Instant::now();
-    let response = login_attempt(&state, &headers, &query, &form).await;
+    let response = crate::login_limit::guard(
+        &headers,
+        &form,
+        login_attempt(&state, &headers, &query, &form),
+        |locked| {
+            let mut page = error_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &locked.message(),
+                None,
+            );
+            page.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(locked.retry_after_seconds),
+            );
+            page
+        },
+    )
+    .await;
     let succeeded = response
         .as_ref()
         .is_ok_and(|r| r.status() == StatusCode::FOUND);
@@ -309,39 +337,78 @@ async fn login_attempt(
         tracing::info!(user = %name, "failed login");
         return refuse("Invalid username or password.");
     };
-    let auth = &state.config.auth;
-    let is_admin = auth.admin_users.contains(&authenticated.name);
-    if !auth.allowed_users.is_empty()
-        && !auth.allowed_users.contains(&authenticated.name)
-        && !is_admin
-    {
-        tracing::info!(user = %name, "login refused: not in allowed_users");
-        return refuse("You are not allowed to use this hub.");
+    match finish_login(&state, authenticated, next.clone()).await? {
+        Ok(response) => Ok(response),
+        Err(refusal) => refuse(&refusal),
     }
-    let user = match state
-        .store
-        .get_user(&authenticated.name)
-        .await
-        .page(&state, None)?
-    {
-        Some(user) if is_admin && !user.admin => {
-            state
-                .store
-                .set_user_admin(user.id, true)
-                .await
-                .page(&state, None)?;
-            User {
-                admin: true,
-                ..user
+}
+
+/// The end of every successful authentication, form or OAuth: JupyterHub 5's allow rules
+/// (`blocked_users`, `allow_all`, `allowed_users`, admins, the authenticator's own rules), then
+/// the user is created or updated (admin flag, managed groups, sealed auth state), a session
+/// starts and the browser goes to `next`, its server, or the spawn page.
+///
+/// `Ok(Err(message))` is a refusal to show the person.
+pub(crate) async fn finish_login(
+    state: &AppStateRef,
+    authenticated: hubfleet_types::AuthenticatedUser,
+    next: Option<String>,
+) -> Result<Result<Response, String>, PageError> {
+    let state = state.clone();
+    let auth = &state.config.auth;
+    let name = &authenticated.name;
+    const NOT_ALLOWED: &str = "You are not allowed to use this hub.";
+    if auth.blocked_users.contains(name) {
+        tracing::info!(user = %name, "login refused: blocked");
+        return Ok(Err(NOT_ALLOWED.into()));
+    }
+    let configured_admin = auth.admin_users.contains(name);
+    let is_admin = configured_admin || authenticated.admin == Some(true);
+    if !(auth.allow_all || auth.allowed_users.contains(name) || is_admin || authenticated.allowed) {
+        tracing::info!(user = %name, "login refused: not allowed");
+        return Ok(Err(NOT_ALLOWED.into()));
+    }
+    let user = match state.store.get_user(name).await.page(&state, None)? {
+        Some(user) => {
+            // admin_users are always admins; otherwise an authenticator that decides admin
+            // (admin_groups) grants and revokes it, and form logins only ever grant.
+            let admin = configured_admin || authenticated.admin.unwrap_or(user.admin);
+            if admin != user.admin {
+                state
+                    .store
+                    .set_user_admin(user.id, admin)
+                    .await
+                    .page(&state, None)?;
             }
+            User { admin, ..user }
         }
-        Some(user) => user,
         None => state
             .store
-            .create_user(&authenticated.name, is_admin)
+            .create_user(name, is_admin)
             .await
             .page(&state, None)?,
     };
+    if let Some(groups) = &authenticated.groups {
+        state
+            .store
+            .set_user_groups(user.id, groups)
+            .await
+            .page(&state, Some(&user))?;
+    }
+    if let (Some(auth_state), Some(redirect)) =
+        (&authenticated.auth_state, state.authenticator.redirect())
+        && redirect.auth_state_enabled()
+    {
+        let sealed = redirect
+            .seal_auth_state(auth_state)
+            .map_err(|e| HubError::Internal(e.to_string()))
+            .page(&state, Some(&user))?;
+        state
+            .store
+            .set_auth_state(user.id, Some(sealed))
+            .await
+            .page(&state, Some(&user))?;
+    }
     let secret = generate_token();
     let session_id = generate_token()[..32].to_string();
     let now = hubfleet_types::now();
@@ -396,10 +463,10 @@ async fn login_attempt(
             max_age_seconds: Some(max_age.as_secs()),
         },
     );
-    Ok(with_cookies(
+    Ok(Ok(with_cookies(
         redirect_to(&destination),
         [login_cookie, session_cookie],
-    ))
+    )))
 }
 
 async fn logout(State(state): State<AppStateRef>, headers: HeaderMap) -> PageResult {
@@ -503,62 +570,30 @@ async fn target_user(
     Ok(user)
 }
 
-async fn spawn_self(
+/// `GET /hub/spawn[/<user>]` (JupyterHub starts servers on GET too: it is where login sends people).
+async fn spawn_get(
     State(state): State<AppStateRef>,
     headers: HeaderMap,
     Query(query): Query<Params>,
     OriginalUri(uri): OriginalUri,
+    owner: Option<Path<String>>,
 ) -> PageResult {
-    spawn_page(state, headers, query, uri, None, false, None).await
+    let owner = owner.map(|Path(owner)| owner);
+    spawn_page(state, headers, query, uri, owner, false, None).await
 }
 
-async fn spawn_self_post(
+/// `POST /hub/spawn[/<user>]` from the hub's own forms, with their XSRF token.
+async fn spawn_post(
     State(state): State<AppStateRef>,
     headers: HeaderMap,
     Query(query): Query<Params>,
     OriginalUri(uri): OriginalUri,
+    owner: Option<Path<String>>,
     Form(form): Form<Params>,
 ) -> PageResult {
-    spawn_page(
-        state,
-        headers,
-        query,
-        uri,
-        None,
-        true,
-        form.get("_xsrf").cloned(),
-    )
-    .await
-}
-
-async fn spawn_user(
-    State(state): State<AppStateRef>,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
-    OriginalUri(uri): OriginalUri,
-    Path(owner): Path<String>,
-) -> PageResult {
-    spawn_page(state, headers, query, uri, Some(owner), false, None).await
-}
-
-async fn spawn_user_post(
-    State(state): State<AppStateRef>,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
-    OriginalUri(uri): OriginalUri,
-    Path(owner): Path<String>,
-    Form(form): Form<Params>,
-) -> PageResult {
-    spawn_page(
-        state,
-        headers,
-        query,
-        uri,
-        Some(owner),
-        true,
-        form.get("_xsrf").cloned(),
-    )
-    .await
+    let owner = owner.map(|Path(owner)| owner);
+    let xsrf = form.get("_xsrf").cloned();
+    spawn_page(state, headers, query, uri, owner, true, xsrf).await
 }
 
 /// `/hub/spawn[/<user>]`: starts the default server and sends the browser to the pending page.

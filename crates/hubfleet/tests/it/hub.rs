@@ -161,7 +161,37 @@ async fn stopping_from_home_page_and_api_removes_process_and_route() {
     );
     let (_, response) = browser.get_following("/user/itstop/lab").await;
     assert_eq!(response.status(), StatusCode::FAILED_DEPENDENCY);
-    assert!(response.text().await.unwrap().contains("Launch server"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Launch server"));
+
+    // The 424 page's button starts the server again.
+    let xsrf = page
+        .split("name=\"_xsrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the 424 page has a form with _xsrf")
+        .to_string();
+    let relaunch = browser
+        .client()
+        .post(browser.url("/hub/spawn/itstop?next=%2Fuser%2Fitstop%2Flab"))
+        .form(&[("_xsrf", xsrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(relaunch.status(), StatusCode::FOUND);
+    let location = relaunch.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("/hub/spawn-pending/itstop"),
+        "{location}"
+    );
+    wait_for("the relaunched server's route", SPAWN_TIMEOUT, || async {
+        hub.server_target("itstop").await
+    })
+    .await;
+    let stopped = hub
+        .api(reqwest::Method::DELETE, "/users/itstop/server")
+        .await;
+    assert_eq!(stopped.status(), StatusCode::NO_CONTENT);
 
     // Start and stop with the REST API.
     let started = hub.api(reqwest::Method::POST, "/users/itstop/server").await;

@@ -9,46 +9,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::Browser;
+use crate::support::standin::{standin_server, world_readable_tempdir};
 use crate::support::test_hub::{ADMIN_TOKEN, HubOptions, PASSWORD, TestHub};
-
-/// A stand-in single-user server that takes `delay` seconds to start, then answers every GET
-/// with 200. It lets queue tests run many "servers" on a small machine; it is not JupyterLab.
-fn slow_standin_server(dir: &std::path::Path, delay_seconds: f64) -> Vec<String> {
-    let script = dir.join("slow-standin-server.py");
-    std::fs::write(
-        &script,
-        format!(
-            r#"import http.server, os, time, urllib.parse
-time.sleep({delay_seconds})
-url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"stand-in")
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer((url.hostname, url.port), Handler).serve_forever()
-"#
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    vec![
-        "/usr/bin/python3".into(),
-        script.to_string_lossy().into_owned(),
-    ]
-}
-
-fn world_readable_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    dir
-}
 
 fn hub_xsrf(browser: &Browser) -> String {
     browser
@@ -93,7 +55,7 @@ async fn the_spawn_queue_is_fifo_shows_positions_and_refuses_with_429_only_when_
     let hub = TestHub::start_with_options(HubOptions {
         users: &names,
         jupyterhub: "6.1.1",
-        cmd: Some(slow_standin_server(dir.path(), 2.0)),
+        cmd: Some(standin_server(dir.path(), 2.0)),
         spawner_yaml: "  concurrent_starts: 2\n  max_queue: 3\n",
         ..HubOptions::default()
     })
@@ -220,7 +182,7 @@ async fn metrics_use_jupyterhubs_names_and_need_read_metrics() {
     let hub = TestHub::start_with_options(HubOptions {
         users: &["itmetrics"],
         jupyterhub: "6.1.1",
-        cmd: Some(slow_standin_server(dir.path(), 0.0)),
+        cmd: Some(standin_server(dir.path(), 0.0)),
         ..HubOptions::default()
     })
     .await;

@@ -7,47 +7,12 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::support::standin::{standin_server, world_readable_tempdir};
 use crate::support::test_hub::{HubOptions, PASSWORD, TestHub};
 use crate::support::{envs_dir, free_port, wait_for};
 
 const CULLER_TOKEN: &str = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff";
 const ANNOUNCEMENT_TOKEN: &str = "a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11ce0a11c";
-
-/// A stand-in single-user server (not JupyterLab) that answers every GET with 200: enough for
-/// the hub's readiness check and for traffic through the proxy.
-fn standin_server(dir: &std::path::Path) -> Vec<String> {
-    let script = dir.join("standin-server.py");
-    std::fs::write(
-        &script,
-        r#"import http.server, os, urllib.parse
-url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"stand-in")
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer((url.hostname, url.port), Handler).serve_forever()
-"#,
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    vec![
-        "/usr/bin/python3".into(),
-        script.to_string_lossy().into_owned(),
-    ]
-}
-
-fn world_readable_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    dir
-}
 
 async fn server_running(hub: &TestHub, user: &str) -> bool {
     let model: Value = hub
@@ -80,7 +45,7 @@ async fn the_builtin_culler_stops_idle_servers_and_spares_busy_ones() {
     let hub = TestHub::start_with_options(HubOptions {
         users: &["itcullbusy"],
         jupyterhub: "6.1.1",
-        cmd: Some(standin_server(dir.path())),
+        cmd: Some(standin_server(dir.path(), 0.0)),
         extra_yaml: "cull:\n  timeout: 4s\n  every: 1s\n",
         ..HubOptions::default()
     })
@@ -137,7 +102,7 @@ async fn stock_jupyterhub_idle_culler_culls_as_a_managed_service() {
     let hub = TestHub::start_with_options(HubOptions {
         users: &["itstockcull"],
         jupyterhub: "6.1.1",
-        cmd: Some(standin_server(dir.path())),
+        cmd: Some(standin_server(dir.path(), 0.0)),
         services_yaml: &services,
         extra_yaml: "cull:\n  enabled: false\n",
         ..HubOptions::default()

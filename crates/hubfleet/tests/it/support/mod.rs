@@ -10,8 +10,10 @@
 )]
 
 mod browser;
+pub mod oidc;
 mod process;
 mod proxy_process;
+pub mod standin;
 mod stock_hub;
 pub mod test_hub;
 
