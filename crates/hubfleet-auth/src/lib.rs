@@ -1,7 +1,21 @@
 //! Authenticators: implementations of [`hubfleet_types::Authenticator`].
 //!
-//! Today: a shared password (workshops hand one out) and a dummy authenticator for trying hubfleet on
-//! a laptop (the config crate refuses it unless the hub only listens on loopback).
+//! Form logins: a shared password (workshops hand one out) and a dummy authenticator for trying
+//! hubfleet on a laptop (the config crate refuses it unless the hub only listens on loopback).
+//!
+//! Redirect logins ([`hubfleet_types::auth::RedirectLogin`]): generic OpenID Connect and CILogon
+//! ([`OidcAuthenticator`]) and GitHub ([`GithubAuthenticator`]), with `auth_state` sealed by
+//! [`Sealer`].
+
+mod github;
+mod http;
+mod oidc;
+mod rules;
+mod sealed;
+
+pub use github::GithubAuthenticator;
+pub use oidc::{OidcAuthenticator, OidcFlavour};
+pub use sealed::Sealer;
 
 use async_trait::async_trait;
 use hubfleet_core::token::secrets_equal;
@@ -31,11 +45,8 @@ impl Authenticator for SharedPasswordAuthenticator {
         username: &UserName,
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, AuthError> {
-        Ok(
-            secrets_equal(password, &self.password).then(|| AuthenticatedUser {
-                name: username.clone(),
-            }),
-        )
+        Ok(secrets_equal(password, &self.password)
+            .then(|| AuthenticatedUser::named(username.clone())))
     }
 }
 
@@ -53,9 +64,7 @@ impl Authenticator for DummyAuthenticator {
         username: &UserName,
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, AuthError> {
-        Ok((!password.is_empty()).then(|| AuthenticatedUser {
-            name: username.clone(),
-        }))
+        Ok((!password.is_empty()).then(|| AuthenticatedUser::named(username.clone())))
     }
 }
 

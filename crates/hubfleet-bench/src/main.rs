@@ -1,8 +1,15 @@
-//! `hubfleet-bench proxy`: in one invocation, measures HTTP throughput and latency, WebSocket
-//! round trips and memory for hubfleet's proxy against direct access, nginx as a reverse proxy
-//! and configurable-http-proxy, all in front of the same nginx static upstream, and prints a
-//! markdown report.
+//! Benchmarks that run hubfleet and its stock peer in one invocation and print markdown tables
+//! with medians and ratios.
+//!
+//! `hubfleet-bench proxy` measures HTTP throughput and latency, WebSocket round trips and memory
+//! for hubfleet's proxy against direct access, nginx as a reverse proxy and
+//! configurable-http-proxy, all in front of the same nginx static upstream. `login-to-lab`,
+//! `rest-api` and `startup-at-scale` compare the hub with stock JupyterHub (see their modules).
 
+mod hubs;
+mod login;
+mod rest;
+mod startup;
 mod tools;
 mod ws;
 
@@ -28,6 +35,12 @@ struct Cli {
 enum Benchmark {
     /// The routing proxy against direct access, nginx and configurable-http-proxy.
     Proxy(ProxyArgs),
+    /// Login to a served JupyterLab, and hub + proxy memory, against JupyterHub + CHP.
+    LoginToLab(login::LoginArgs),
+    /// The REST API with many users, against JupyterHub.
+    RestApi(rest::RestArgs),
+    /// Time for a restarted hub to answer with many users and running servers.
+    StartupAtScale(startup::StartupArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,7 +115,27 @@ async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Benchmark::Proxy(args) => run_proxy_benchmark(args).await,
+        Benchmark::LoginToLab(args) => login::run(args).await,
+        Benchmark::RestApi(args) => rest::run(args).await,
+        Benchmark::StartupAtScale(args) => startup::run(args).await,
     }
+}
+
+/// `given`, or a `--profile bench-proxy` build of hubfleet.
+fn hubfleet_bin(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(bin) => Ok(bin.to_path_buf()),
+        None => build_hubfleet(&workspace_root()),
+    }
+}
+
+/// "Reproduce: `…`" with this invocation's arguments.
+fn reproduce_line() -> String {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    format!(
+        "Reproduce: `cargo run --profile bench-proxy -p hubfleet-bench -- {}`",
+        command.join(" ")
+    )
 }
 
 /// Everything measured for one setup.

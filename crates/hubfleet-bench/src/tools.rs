@@ -19,6 +19,8 @@ pub struct Process {
     pub name: String,
     child: Child,
     pub log: PathBuf,
+    /// Set once the leader was killed alone and reaped: the group is left alone on drop.
+    reaped: bool,
 }
 
 impl Process {
@@ -37,6 +39,7 @@ impl Process {
             name: name.to_owned(),
             child,
             log,
+            reaped: false,
         })
     }
 
@@ -59,6 +62,15 @@ impl Process {
         text[text.floor_char_boundary(start)..].to_owned()
     }
 
+    /// SIGKILLs the process itself (not its group) and reaps it; whatever it started in other
+    /// process groups keeps running.
+    pub fn kill_leader(&mut self) -> Result<()> {
+        nix::sys::signal::kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL)?;
+        self.child.wait()?;
+        self.reaped = true;
+        Ok(())
+    }
+
     /// Fails with the log tail if the process has exited.
     pub fn ensure_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -70,6 +82,9 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
         let _ = killpg(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
         let _ = self.child.wait();
     }
@@ -94,7 +109,7 @@ fn child_pids(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {

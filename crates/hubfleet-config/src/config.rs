@@ -66,8 +66,13 @@ pub struct TlsConfig {
 pub struct AuthConfig {
     pub method: AuthMethod,
     pub admin_users: Vec<UserName>,
-    /// Empty means everyone who authenticates is allowed.
+    /// Users admitted by name (besides admins and `allow_all`).
     pub allowed_users: Vec<UserName>,
+    /// Never admitted.
+    pub blocked_users: Vec<UserName>,
+    /// Everyone who authenticates is admitted (resolved: for form logins, `true` when
+    /// `allowed_users` is empty unless set).
+    pub allow_all: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +82,71 @@ pub enum AuthMethod {
     },
     /// Any password is accepted; only ever allowed on loopback addresses.
     Dummy,
+    /// A generic OpenID Connect provider.
+    Oidc(OAuthSettings),
+    /// GitHub OAuth.
+    Github(OAuthSettings),
+    /// CILogon (OpenID Connect with identity-provider rules).
+    Cilogon(OAuthSettings),
+}
+
+impl AuthMethod {
+    /// The OAuth settings of redirect-based methods.
+    pub fn oauth(&self) -> Option<&OAuthSettings> {
+        match self {
+            AuthMethod::Oidc(s) | AuthMethod::Github(s) | AuthMethod::Cilogon(s) => Some(s),
+            AuthMethod::SharedPassword { .. } | AuthMethod::Dummy => None,
+        }
+    }
+}
+
+/// Settings shared by the OAuth2 / OpenID Connect login methods.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    /// Absolute URL ending in `hub/oauth_callback`; `None` means derived from the request.
+    pub callback_url: Option<String>,
+    /// OIDC issuer (discovery), without a trailing slash.
+    pub issuer: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userdata_url: Option<String>,
+    pub jwks_url: Option<String>,
+    /// GitHub REST API base, without a trailing slash.
+    pub api_url: Option<String>,
+    pub scopes: Vec<String>,
+    pub username_claim: String,
+    pub groups_claim: Option<String>,
+    pub allowed_groups: Vec<String>,
+    pub admin_groups: Vec<String>,
+    pub manage_groups: bool,
+    pub required_scopes: Vec<String>,
+    /// GitHub: `org` or `org:team`, lowercased.
+    pub allowed_organizations: Vec<String>,
+    /// CILogon: identity provider entity id → rules. Empty for other methods.
+    pub allowed_idps: BTreeMap<String, IdpRule>,
+    /// `Some` iff `enable_auth_state`: the 32-byte encryption key.
+    pub auth_state_key: Option<AuthStateKey>,
+}
+
+/// CILogon: how one identity provider's users are named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpRule {
+    pub username_claim: String,
+    /// Lowercased; empty means any domain.
+    pub allowed_domains: Vec<String>,
+    pub strip_domain: bool,
+}
+
+/// A 32-byte key for encrypting `auth_state`. `Debug` is redacted.
+#[derive(Clone)]
+pub struct AuthStateKey(pub [u8; 32]);
+
+impl fmt::Debug for AuthStateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthStateKey(***)")
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -230,6 +230,12 @@ pub(crate) enum AuthKind {
     /// Any user name with any password. Refused unless `listen` and `hub.listen` are loopback addresses.
     #[default]
     Dummy,
+    /// Any OpenID Connect provider (authorization code flow with PKCE): `issuer` (discovery) or explicit endpoints.
+    Oidc,
+    /// GitHub OAuth (no ID token: the user, organisations and teams come from GitHub's REST API).
+    Github,
+    /// CILogon: OpenID Connect with an allow-list of identity providers (`allowed_idps`).
+    Cilogon,
 }
 
 /// How users log in, and who is allowed and admin.
@@ -246,9 +252,84 @@ pub(crate) struct AuthSection {
     /// Users with admin rights. Names are lowercased.
     #[serde(deserialize_with = "null_as_default")]
     pub admin_users: Vec<String>,
-    /// If not empty, only these users (and admins) may log in. Empty means everyone who authenticates.
+    /// Users who may log in (besides admins and those admitted by `allow_all`, `allowed_groups` or `allowed_organizations`). For `shared-password` and `dummy`, empty means everyone who authenticates.
     #[serde(deserialize_with = "null_as_default")]
     pub allowed_users: Vec<String>,
+    /// Users who may never log in, whatever else admits them.
+    #[serde(deserialize_with = "null_as_default")]
+    pub blocked_users: Vec<String>,
+    /// Admit everyone the identity provider vouches for (JupyterHub 5's `allow_all`). For `oidc`, `github` and `cilogon` the default is `false`, and some allow rule (`allow_all`, `allowed_users`, `admin_users`, `allowed_groups`, `allowed_organizations`) is required. For `shared-password` and `dummy` the default is `true` when `allowed_users` is empty.
+    pub allow_all: Option<bool>,
+    /// OAuth: the absolute callback URL registered with the provider, ending in `hub/oauth_callback`. Unset means derived from the browser's request (`http(s)://<host><base_url>hub/oauth_callback`).
+    pub callback_url: Option<String>,
+    /// OAuth client id.
+    pub client_id: Option<String>,
+    /// OAuth client secret. Give this or `client_secret_file`, not both.
+    pub client_secret: Option<Secret>,
+    /// File holding the OAuth client secret; one trailing newline is trimmed.
+    #[schemars(extend("x-value-type" = "path"))]
+    pub client_secret_file: Option<PathBuf>,
+    /// `oidc`: the issuer URL; endpoints come from `<issuer>/.well-known/openid-configuration`. `cilogon` defaults to `https://cilogon.org`.
+    pub issuer: Option<String>,
+    /// Explicit authorization endpoint (instead of discovery; with `github`, defaults to GitHub's).
+    pub authorize_url: Option<String>,
+    /// Explicit token endpoint (instead of discovery; with `github`, defaults to GitHub's).
+    pub token_url: Option<String>,
+    /// Explicit userinfo endpoint (instead of discovery).
+    pub userdata_url: Option<String>,
+    /// Explicit JWKS endpoint for ID token signatures (instead of discovery).
+    pub jwks_url: Option<String>,
+    /// `github`: the REST API's base URL.
+    pub api_url: Option<String>,
+    /// Scopes to request. Default: `openid profile email` for `oidc`, `openid email org.cilogon.userinfo` for `cilogon`, `read:org` for `github`.
+    pub scopes: Option<Vec<String>>,
+    /// Claim (from the ID token merged with userinfo) that becomes the user name. Default: `preferred_username` (`oidc`), `email` (`cilogon`, unless set per identity provider).
+    pub username_claim: Option<String>,
+    /// Claim holding the user's groups (a list of strings).
+    pub groups_claim: Option<String>,
+    /// Members of these groups (from `groups_claim`, or `github` teams as `org:team`) may log in.
+    #[serde(deserialize_with = "null_as_default")]
+    pub allowed_groups: Vec<String>,
+    /// Members of these groups are admins; other users from this authenticator lose admin rights at login unless listed in `admin_users`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub admin_groups: Vec<String>,
+    /// Make the hub's groups for each user exactly the provider's groups at every login.
+    pub manage_groups: bool,
+    /// Refuse logins unless the provider granted all these scopes.
+    #[serde(deserialize_with = "null_as_default")]
+    pub required_scopes: Vec<String>,
+    /// `github`: members of these organisations (`org`) or teams (`org:team`) may log in.
+    #[serde(deserialize_with = "null_as_default")]
+    pub allowed_organizations: Vec<String>,
+    /// `cilogon`: identity providers (by their `idp` entity id) that may log in, each with its user name rules. Required for `cilogon`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub allowed_idps: BTreeMap<String, IdpSection>,
+    /// Keep provider tokens and claims (`auth_state`), encrypted with `auth_state_key`, and refresh them before spawning.
+    pub enable_auth_state: bool,
+    /// 32-byte key for `auth_state`, as 64 hex digits or base64. Give this, `auth_state_key_file`, or the `HUBFLEET_AUTH_STATE_KEY` environment variable.
+    pub auth_state_key: Option<Secret>,
+    /// File holding `auth_state_key`.
+    #[schemars(extend("x-value-type" = "path"))]
+    pub auth_state_key_file: Option<PathBuf>,
+}
+
+/// User name rules for one CILogon identity provider.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdpSection {
+    /// Claim that becomes the user name for this provider's users (`email`, `eppn`, `sub`, …).
+    #[serde(default = "email_claim")]
+    pub username_claim: String,
+    /// If not empty, the user name's domain (after `@`) must be one of these.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub allowed_domains: Vec<String>,
+    /// Remove `@domain` from the user name.
+    #[serde(default)]
+    pub strip_domain: bool,
+}
+
+fn email_claim() -> String {
+    "email".into()
 }
 
 impl Default for AuthSection {
@@ -259,6 +340,30 @@ impl Default for AuthSection {
             shared_password_file: None,
             admin_users: Vec::new(),
             allowed_users: Vec::new(),
+            blocked_users: Vec::new(),
+            allow_all: None,
+            callback_url: None,
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            issuer: None,
+            authorize_url: None,
+            token_url: None,
+            userdata_url: None,
+            jwks_url: None,
+            api_url: None,
+            scopes: None,
+            username_claim: None,
+            groups_claim: None,
+            allowed_groups: Vec::new(),
+            admin_groups: Vec::new(),
+            manage_groups: false,
+            required_scopes: Vec::new(),
+            allowed_organizations: Vec::new(),
+            allowed_idps: BTreeMap::new(),
+            enable_auth_state: false,
+            auth_state_key: None,
+            auth_state_key_file: None,
         }
     }
 }

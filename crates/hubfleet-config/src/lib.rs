@@ -29,6 +29,7 @@ pub use crate::config::{
     AuthConfig, AuthMethod, Config, ConfigSource, CullConfig, HubConfig, ProxyConfig, RoleConfig,
     RunAsSetting, ServiceConfig, SpawnerConfig, SpawnerKind, TlsConfig,
 };
+pub use crate::config::{AuthStateKey, IdpRule, OAuthSettings};
 pub use crate::error::{ConfigError, Diagnostic};
 pub use crate::reference::{json_schema, reference_markdown};
 pub use crate::secret::Secret;

@@ -10,8 +10,8 @@ use hubfleet_types::UserName;
 
 use crate::Secret;
 use crate::config::{
-    AuthConfig, AuthMethod, Config, ConfigSource, CullConfig, HubConfig, ProxyConfig, RoleConfig,
-    ServiceConfig, SpawnerConfig, TlsConfig,
+    AuthConfig, AuthMethod, AuthStateKey, Config, ConfigSource, CullConfig, HubConfig, IdpRule,
+    OAuthSettings, ProxyConfig, RoleConfig, ServiceConfig, SpawnerConfig, TlsConfig,
 };
 use crate::error::Diagnostic;
 use crate::file::{AuthKind, AuthSection, FileConfig, ServiceSection};
@@ -289,7 +289,7 @@ impl Resolver<'_> {
 
     fn auth(
         &mut self,
-        section: AuthSection,
+        mut section: AuthSection,
         listen: SocketAddr,
         hub_listen: SocketAddr,
     ) -> AuthConfig {
@@ -343,11 +343,235 @@ impl Resolver<'_> {
                     },
                 }
             }
+            AuthKind::Oidc => AuthMethod::Oidc(self.oauth(section.kind, &mut section)),
+            AuthKind::Github => AuthMethod::Github(self.oauth(section.kind, &mut section)),
+            AuthKind::Cilogon => AuthMethod::Cilogon(self.oauth(section.kind, &mut section)),
         };
+        let admin_users = self.user_names("auth.admin_users", section.admin_users);
+        let allowed_users = self.user_names("auth.allowed_users", section.allowed_users);
+        let blocked_users = self.user_names("auth.blocked_users", section.blocked_users);
+        let allow_all = match (&method, section.allow_all) {
+            (_, Some(allow_all)) => allow_all,
+            (AuthMethod::SharedPassword { .. } | AuthMethod::Dummy, None) => {
+                allowed_users.is_empty()
+            }
+            (_, None) => false,
+        };
+        if let Some(oauth) = method.oauth() {
+            let anyone_allowed = allow_all
+                || !allowed_users.is_empty()
+                || !admin_users.is_empty()
+                || !oauth.allowed_groups.is_empty()
+                || !oauth.allowed_organizations.is_empty();
+            if !anyone_allowed {
+                self.problem(
+                    &["auth.kind", "auth"],
+                    "nobody could log in: set auth.allow_all, auth.allowed_users, auth.admin_users, auth.allowed_groups or auth.allowed_organizations".to_string(),
+                );
+            }
+        }
         AuthConfig {
             method,
-            admin_users: self.user_names("auth.admin_users", section.admin_users),
-            allowed_users: self.user_names("auth.allowed_users", section.allowed_users),
+            admin_users,
+            allowed_users,
+            blocked_users,
+            allow_all,
+        }
+    }
+
+    /// The OAuth part of `auth:` for `oidc`, `github` and `cilogon`.
+    fn oauth(&mut self, kind: AuthKind, section: &mut AuthSection) -> OAuthSettings {
+        let kind_name = match kind {
+            AuthKind::Github => "github",
+            AuthKind::Cilogon => "cilogon",
+            _ => "oidc",
+        };
+        let client_id = section.client_id.take().unwrap_or_else(|| {
+            self.problem(
+                &["auth.kind", "auth"],
+                format!("auth.client_id is required with `kind: {kind_name}`"),
+            );
+            String::new()
+        });
+        let client_secret = self
+            .optional_secret(
+                section.client_secret.take(),
+                section.client_secret_file.take(),
+                "auth.client_secret",
+            )
+            .map(|(secret, _)| secret);
+        if kind == AuthKind::Github && client_secret.is_none() {
+            self.problem(
+                &["auth.kind", "auth"],
+                "auth.client_secret or auth.client_secret_file is required with `kind: github`"
+                    .to_string(),
+            );
+        }
+        let url = |resolver: &mut Self, key: &str, value: Option<String>| {
+            let value = value?;
+            match url::Url::parse(&value) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                    Some(value.trim_end_matches('/').to_string())
+                }
+                _ => {
+                    resolver.problem(
+                        &[&format!("auth.{key}")],
+                        format!("auth.{key} must be an http(s) URL, got {value:?}"),
+                    );
+                    None
+                }
+            }
+        };
+        let callback_url = url(self, "callback_url", section.callback_url.take());
+        if let Some(callback) = &callback_url
+            && !callback.ends_with("/oauth_callback")
+        {
+            self.problem(
+                &["auth.callback_url"],
+                format!("auth.callback_url must end in `hub/oauth_callback`, got {callback:?}"),
+            );
+        }
+        let issuer = match (kind, section.issuer.take()) {
+            (AuthKind::Cilogon, None) => Some("https://cilogon.org".to_string()),
+            (_, issuer) => url(self, "issuer", issuer),
+        };
+        let authorize_url = match (kind, section.authorize_url.take()) {
+            (AuthKind::Github, None) => Some("https://github.com/login/oauth/authorize".into()),
+            (_, value) => url(self, "authorize_url", value),
+        };
+        let token_url = match (kind, section.token_url.take()) {
+            (AuthKind::Github, None) => Some("https://github.com/login/oauth/access_token".into()),
+            (_, value) => url(self, "token_url", value),
+        };
+        let userdata_url = url(self, "userdata_url", section.userdata_url.take());
+        let jwks_url = url(self, "jwks_url", section.jwks_url.take());
+        let api_url = match (kind, section.api_url.take()) {
+            (AuthKind::Github, None) => Some("https://api.github.com".into()),
+            (_, value) => url(self, "api_url", value),
+        };
+        if kind != AuthKind::Github
+            && issuer.is_none()
+            && (authorize_url.is_none() || token_url.is_none() || jwks_url.is_none())
+        {
+            self.problem(
+                &["auth.kind", "auth"],
+                format!(
+                    "`kind: {kind_name}` needs auth.issuer, or auth.authorize_url, auth.token_url and auth.jwks_url"
+                ),
+            );
+        }
+        let scopes = section.scopes.take().unwrap_or_else(|| {
+            match kind {
+                AuthKind::Github => vec!["read:org"],
+                AuthKind::Cilogon => vec!["openid", "email", "org.cilogon.userinfo"],
+                _ => vec!["openid", "profile", "email"],
+            }
+            .into_iter()
+            .map(String::from)
+            .collect()
+        });
+        if kind != AuthKind::Github && !scopes.iter().any(|s| s == "openid") {
+            self.problem(
+                &["auth.scopes"],
+                "auth.scopes must include `openid` for OpenID Connect".to_string(),
+            );
+        }
+        let username_claim = section.username_claim.take().unwrap_or_else(|| {
+            match kind {
+                AuthKind::Github => "login",
+                AuthKind::Cilogon => "email",
+                _ => "preferred_username",
+            }
+            .to_string()
+        });
+        let allowed_idps: std::collections::BTreeMap<String, IdpRule> =
+            std::mem::take(&mut section.allowed_idps)
+                .into_iter()
+                .map(|(idp, rule)| {
+                    let rule = IdpRule {
+                        username_claim: rule.username_claim,
+                        allowed_domains: rule
+                            .allowed_domains
+                            .iter()
+                            .map(|d| d.to_lowercase())
+                            .collect(),
+                        strip_domain: rule.strip_domain,
+                    };
+                    (idp, rule)
+                })
+                .collect();
+        if kind == AuthKind::Cilogon && allowed_idps.is_empty() {
+            self.problem(
+                &["auth.kind", "auth"],
+                "auth.allowed_idps is required with `kind: cilogon`".to_string(),
+            );
+        }
+        if kind != AuthKind::Cilogon && !allowed_idps.is_empty() {
+            self.problem(
+                &["auth.allowed_idps"],
+                "auth.allowed_idps is only used with `kind: cilogon`".to_string(),
+            );
+        }
+        if kind != AuthKind::Github && !section.allowed_organizations.is_empty() {
+            self.problem(
+                &["auth.allowed_organizations"],
+                "auth.allowed_organizations is only used with `kind: github`".to_string(),
+            );
+        }
+        let key = self.optional_secret(
+            section.auth_state_key.take(),
+            section.auth_state_key_file.take(),
+            "auth.auth_state_key",
+        );
+        let key = key.or_else(|| {
+            std::env::var("HUBFLEET_AUTH_STATE_KEY")
+                .ok()
+                .map(|k| (Secret::new(k), "HUBFLEET_AUTH_STATE_KEY".to_string()))
+        });
+        let auth_state_key = match (section.enable_auth_state, key) {
+            (false, _) => None,
+            (true, None) => {
+                self.problem(
+                    &["auth.enable_auth_state"],
+                    "auth.enable_auth_state needs a key: auth.auth_state_key, auth.auth_state_key_file or HUBFLEET_AUTH_STATE_KEY".to_string(),
+                );
+                None
+            }
+            (true, Some((key, key_name))) => match parse_auth_state_key(key.expose()) {
+                Some(key) => Some(AuthStateKey(key)),
+                None => {
+                    self.problem(
+                        &[&key_name, "auth.enable_auth_state"],
+                        format!("{key_name} must be 32 bytes written as 64 hex digits or base64"),
+                    );
+                    None
+                }
+            },
+        };
+        OAuthSettings {
+            client_id,
+            client_secret,
+            callback_url,
+            issuer,
+            authorize_url,
+            token_url,
+            userdata_url,
+            jwks_url,
+            api_url,
+            scopes,
+            username_claim,
+            groups_claim: section.groups_claim.take(),
+            allowed_groups: std::mem::take(&mut section.allowed_groups),
+            admin_groups: std::mem::take(&mut section.admin_groups),
+            manage_groups: section.manage_groups,
+            required_scopes: std::mem::take(&mut section.required_scopes),
+            allowed_organizations: section
+                .allowed_organizations
+                .iter()
+                .map(|o| o.to_lowercase())
+                .collect(),
+            allowed_idps,
+            auth_state_key,
         }
     }
 
@@ -568,4 +792,21 @@ fn is_valid_role_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_~.".contains(b))
+}
+
+/// A 32-byte key written as 64 hex digits or (standard or URL-safe) base64.
+fn parse_auth_state_key(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    let text = text.trim();
+    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
+            .ok()?
+    };
+    bytes.try_into().ok()
 }

@@ -117,9 +117,12 @@ pub const ADMIN_ROLE_SCOPES: &[&str] = &[
 ];
 
 /// What `self` means for a user (JupyterHub's `_expand_self_scope`), each filtered to that user.
+/// Unlike JupyterHub, which leaves `shares!user` to a role, `self` includes `shares`: people may
+/// share their own servers (granting only scopes they hold, see the share API).
 const SELF_SCOPES: &[&str] = &[
     "read:users",
     "users:shares",
+    "shares",
     "read:shares",
     "users:activity",
     "servers",
@@ -477,6 +480,18 @@ mod tests {
                 groups: NO_GROUPS
             }
         ));
+    }
+
+    #[test]
+    fn self_lets_users_share_their_own_servers_only() {
+        let set = ScopeSet::expand(&["self"], alice());
+        assert!(set.allows("shares", server("alice", "")));
+        assert!(set.allows("read:shares", server("alice", "gpu")));
+        assert!(!set.allows("shares", server("bob", "")));
+        // A share's scopes (filtered to one server) grant access to that server only.
+        let shared = ScopeSet::expand(&["self", "access:servers!server=bob/"], alice());
+        assert!(shared.allows("access:servers", server("bob", "")));
+        assert!(!shared.allows("access:servers", server("bob", "gpu")));
     }
 
     #[test]

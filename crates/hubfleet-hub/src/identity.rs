@@ -1,4 +1,5 @@
-//! Who is making a request, and with which scopes.
+//! Who is making a request, and with which scopes: a user's come from their roles, their
+//! groups' roles, and the servers shared with them or their groups.
 //!
 //! Credentials are an API token in `Authorization: token …`/`Bearer …`, or the hub login cookie.
 //! Cookie-authenticated requests that could change something must carry the XSRF token; token
@@ -182,7 +183,10 @@ pub(crate) async fn principal_scopes(
                 server: None,
             };
             let roles = user_roles(state, user).await?;
-            Ok(ScopeSet::expand(&scopes_of_roles(state, &roles), owner))
+            let mut scopes = scopes_of_roles(state, &roles);
+            // Servers shared with the user or their groups (JupyterHub 5's `shared_with_me`).
+            scopes.extend(state.store.share_scopes_of_user(user.id).await?);
+            Ok(ScopeSet::expand(&scopes, owner))
         }
         Principal::Service(service) => {
             let owner = Owner::Service {

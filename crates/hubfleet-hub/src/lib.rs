@@ -10,17 +10,21 @@
 //!   state and the proxy's route table.
 //! - The hub knows spawners and authenticators only through the traits in `hubfleet-types`.
 
+mod admin;
 mod api;
 mod cookies;
 mod culler;
 mod error;
 mod identity;
 mod lifecycle;
+mod login_limit;
 mod metrics;
+mod oauth_login;
 mod pages;
 mod proxy_link;
 mod queue;
 mod services;
+mod share_pages;
 mod state;
 mod templates;
 
@@ -70,6 +74,9 @@ pub async fn run(
         .with_state(Arc::clone(&state));
     let app = api::router(Arc::clone(&state))
         .merge(pages::router(Arc::clone(&state)))
+        .merge(oauth_login::router(Arc::clone(&state)))
+        .merge(admin::router(Arc::clone(&state)))
+        .merge(share_pages::router(Arc::clone(&state)))
         .merge(metrics_routes)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

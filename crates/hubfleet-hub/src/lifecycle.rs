@@ -294,7 +294,8 @@ async fn spawn_steps(
         .await
         .map_err(HubError::from)?;
 
-    let env = single_user_env(
+    let auth_state = crate::oauth_login::auth_state_for_spawn(state, user.id).await?;
+    let mut env = single_user_env(
         state,
         name,
         server_name,
@@ -302,6 +303,11 @@ async fn spawn_steps(
         &client_id,
         &api_token,
         &access,
+    );
+    crate::oauth_login::expand_auth_state_env(
+        &mut env,
+        &state.config.spawner.environment,
+        auth_state.as_ref(),
     );
     let request = SpawnRequest {
         user: user.name.clone(),

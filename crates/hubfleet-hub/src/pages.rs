@@ -62,10 +62,7 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route(&format!("{hub}logout"), get(logout))
         .route(&format!("{hub}home"), get(home))
         .route(&hub, get(hub_root))
-        .route(
-            &format!("{hub}spawn"),
-            get(spawn_get).post(spawn_post),
-        )
+        .route(&format!("{hub}spawn"), get(spawn_get).post(spawn_post))
         .route(
             &format!("{hub}spawn/{{user}}"),
             get(spawn_get).post(spawn_post),
@@ -173,7 +170,7 @@ fn login_redirect(state: &AppState, next: &str) -> Response {
 }
 
 /// The XSRF token for forms on this page; sets the cookie if the browser has none yet.
-fn xsrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
+pub(crate) fn xsrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
     match cookies::get(headers, cookies::XSRF_COOKIE).filter(|t| t.len() >= 32) {
         Some(token) => (token, None),
         None => {
@@ -531,6 +528,7 @@ async fn home(
         "home.html",
         context! {
             user => user.name.as_str(),
+            can_admin => me.scopes.has("admin-ui"),
             status,
             xsrf,
             server_url => state.server_prefix(user.name.as_str(), ""),

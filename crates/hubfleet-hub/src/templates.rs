@@ -18,6 +18,23 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/not_running.html"),
     ),
     ("error.html", include_str!("../templates/error.html")),
+    (
+        "accept_share.html",
+        include_str!("../templates/accept_share.html"),
+    ),
+    ("admin.html", include_str!("../templates/admin.html")),
+    (
+        "admin_user.html",
+        include_str!("../templates/admin_user.html"),
+    ),
+    (
+        "admin_token.html",
+        include_str!("../templates/admin_token.html"),
+    ),
+    (
+        "admin_flash.html",
+        include_str!("../templates/admin_flash.html"),
+    ),
 ];
 
 pub(crate) const HUB_CSS: &str = include_str!("../templates/hub.css");

@@ -9,6 +9,7 @@
 //! repeat a unique key return [`StoreError::Conflict`]. `touch_*` calls and
 //! [`Store::delete_oauth_client`] treat a missing row as success.
 
+mod auth_state;
 mod error;
 mod groups;
 mod migrate;
@@ -17,6 +18,7 @@ mod oauth;
 mod servers;
 mod services;
 mod sessions;
+mod shares;
 mod stats;
 mod store;
 mod tokens;
@@ -29,4 +31,5 @@ pub use model::{
     Backend, Group, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service,
     Session, TokenOwner, TokenRecord, User, UserQuery, UserSort, UserState, Visibility,
 };
+pub use shares::{Share, ShareCode, ShareQuery, ShareWith, SharedServer, filter_to_server};
 pub use store::Store;

@@ -31,6 +31,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_groups_roles.sql"),
         postgres: include_str!("../migrations/postgres/0002_groups_roles.sql"),
     },
+    Migration {
+        version: 3,
+        description: "encrypted auth state",
+        sqlite: include_str!("../migrations/sqlite/0003_auth_state.sql"),
+        postgres: include_str!("../migrations/postgres/0003_auth_state.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "server shares and share codes",
+        sqlite: include_str!("../migrations/sqlite/0004_shares.sql"),
+        postgres: include_str!("../migrations/postgres/0004_shares.sql"),
+    },
 ];
 
 /// The schema version this build of the store reads and writes.

@@ -159,6 +159,17 @@ async fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyho
             tracing::warn!("auth.kind is dummy: any password logs in (loopback only)");
             Arc::new(hubfleet_auth::DummyAuthenticator)
         }
+        AuthMethod::Oidc(settings) => Arc::new(hubfleet_auth::OidcAuthenticator::new(
+            settings.clone(),
+            hubfleet_auth::OidcFlavour::Generic,
+        )),
+        AuthMethod::Cilogon(settings) => Arc::new(hubfleet_auth::OidcAuthenticator::new(
+            settings.clone(),
+            hubfleet_auth::OidcFlavour::Cilogon,
+        )),
+        AuthMethod::Github(settings) => {
+            Arc::new(hubfleet_auth::GithubAuthenticator::new(settings.clone()))
+        }
     };
 
     let proxy = proxy_link(&config)?;

@@ -3,8 +3,9 @@
 //! Every endpoint is one row of [`routes::ENDPOINTS`]: the same table registers the handler and
 //! describes the operation in the OpenAPI document hubfleet ships (`docs/rest-api.json`), so the
 //! two cannot drift. Handlers live by resource: [`users`], [`servers`], [`tokens`], [`groups`],
-//! [`hub`] (info, proxy, services, shutdown). Access checks follow JupyterHub's `needs_scope`
-//! (see [`require`]); list endpoints page in SQL and load related rows for a whole page at once.
+//! [`shares`] (server sharing), [`hub`] (info, proxy, services, shutdown). Access checks follow
+//! JupyterHub's `needs_scope` (see [`require`]); list endpoints page in SQL and load related rows
+//! for a whole page at once.
 
 mod groups;
 mod hub;
@@ -13,6 +14,7 @@ mod oauth;
 mod pagination;
 pub(crate) mod routes;
 mod servers;
+mod shares;
 mod tokens;
 mod users;
 
@@ -45,6 +47,9 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         } else {
             format!("{api}{}", endpoint.path)
         };
+        if let Some(default) = default_server_variant(&path) {
+            router = router.route(&default, (endpoint.handler)());
+        }
         router = router.route(&path, (endpoint.handler)());
     }
     router
@@ -63,6 +68,15 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         )
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Sharing paths name a server as `{owner}/{server_name}`, where the default server is an empty
+/// last segment (JupyterHub's `([^/]+)/([^/]*)`); the router cannot match an empty parameter, so
+/// they are also registered ending in `{owner}/`.
+fn default_server_variant(path: &str) -> Option<String> {
+    path.strip_suffix("{server_name}")
+        .filter(|prefix| prefix.ends_with("{owner}/"))
+        .map(String::from)
 }
 
 /// Loads configured roles into the database (JupyterHub's `load_roles`: members named in the

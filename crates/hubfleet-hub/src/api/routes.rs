@@ -7,7 +7,7 @@ use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde_json::{Map, Value, json};
 
-use super::{AppStateRef, groups, hub, servers, tokens, users};
+use super::{AppStateRef, groups, hub, servers, shares, tokens, users};
 
 /// One operation of the REST API.
 pub(crate) struct Endpoint {
@@ -83,6 +83,21 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint!(POST "/groups/{name}/users", "Add users to a group", ["groups"], [OK], groups::add_members),
     endpoint!(DELETE "/groups/{name}/users", "Remove users from a group", ["groups"], [OK], groups::remove_members),
     endpoint!(PUT "/groups/{name}/properties", "Replace a group's properties", ["groups"], [OK], groups::set_properties),
+    endpoint!(GET "/users/{name}/shared", "Servers shared with a user, directly or through groups (paginated)", ["read:users:shares"], [OK], shares::user_shared),
+    endpoint!(GET "/users/{name}/shared/{owner}/{server_name}", "A user's share of one server", ["read:users:shares"], [OK], shares::user_share),
+    endpoint!(DELETE "/users/{name}/shared/{owner}/{server_name}", "Leave a shared server", ["users:shares"], [NO_CONTENT], shares::leave_user_share),
+    endpoint!(GET "/groups/{name}/shared", "Servers shared with a group (paginated)", ["read:groups:shares"], [OK], shares::group_shared),
+    endpoint!(GET "/groups/{name}/shared/{owner}/{server_name}", "A group's share of one server", ["read:groups:shares"], [OK], shares::group_share),
+    endpoint!(DELETE "/groups/{name}/shared/{owner}/{server_name}", "Revoke a group's share of one server", ["groups:shares"], [NO_CONTENT], shares::leave_group_share),
+    endpoint!(GET "/shares/{owner}", "Shares of any of the owner's servers (paginated)", ["read:shares"], [OK], shares::list),
+    endpoint!(GET "/shares/{owner}/{server_name}", "Shares of one server (paginated)", ["read:shares"], [OK], shares::list),
+    endpoint!(POST "/shares/{owner}/{server_name}", "Grant (or extend) a user's or group's share of a server", ["shares"], [OK], shares::grant),
+    endpoint!(PATCH "/shares/{owner}/{server_name}", "Revoke scopes (or all) of one share; {} when none remain", ["shares"], [OK], shares::revoke),
+    endpoint!(DELETE "/shares/{owner}/{server_name}", "Revoke every share of a server", ["shares"], [NO_CONTENT], shares::revoke_all),
+    endpoint!(GET "/share-codes/{owner}", "Unexpired share codes of the owner's servers (paginated)", ["read:shares"], [OK], shares::list_codes),
+    endpoint!(GET "/share-codes/{owner}/{server_name}", "Unexpired share codes of one server (paginated)", ["read:shares"], [OK], shares::list_codes),
+    endpoint!(POST "/share-codes/{owner}/{server_name}", "Issue a share code (shown once, with accept_url)", ["shares"], [OK], shares::create_code),
+    endpoint!(DELETE "/share-codes/{owner}/{server_name}", "Revoke share codes: ?code=, ?id=, or all", ["shares"], [NO_CONTENT], shares::delete_codes),
     endpoint!(GET "/services", "Services, as an object keyed by name", ["list:services"], [OK], hub::list_services),
     endpoint!(GET "/services/{name}", "Get a service", ["read:services", "read:services:name", "read:roles:services"], [OK], hub::get_service),
     endpoint!(GET "/proxy", "The proxy's routing table (paginated)", ["proxy"], [OK], hub::get_proxy),

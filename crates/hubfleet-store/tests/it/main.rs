@@ -12,6 +12,7 @@ mod oauth;
 mod servers;
 mod services;
 mod sessions;
+mod shares;
 mod sqlite_only;
 mod timings;
 mod tokens;

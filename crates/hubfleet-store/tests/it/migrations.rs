@@ -18,6 +18,16 @@ async fn seed(store: &Store, version: i64) {
             )
             .await
             .unwrap(),
+        // Versions 3 and 4 add tables only; the same rows suit both.
+        2 | 3 => store
+            .execute_script(
+                "INSERT INTO users (name, admin, created) VALUES ('seeded', TRUE, 1700000000000000);
+                 INSERT INTO servers (user_id, name, status, user_options, display_name)
+                 SELECT id, 'gpu', 'stopped', '{\"size\": 2}', '' FROM users WHERE name = 'seeded';
+                 INSERT INTO groups (name, properties) VALUES ('seeded-group', '{}');",
+            )
+            .await
+            .unwrap(),
         other => panic!("no seed data for schema version {other}; add it to seed()"),
     }
 }
@@ -37,6 +47,18 @@ async fn check_upgraded(store: &Store, from: i64) {
             .create_groups(&["after-upgrade".to_string()], &["seeded".to_string()])
             .await
             .unwrap();
+        // Version 4 added shares: the seeded server can be shared with the new group.
+        let group = store.get_group("after-upgrade").await.unwrap().unwrap();
+        let share = store
+            .grant_share(
+                server.id,
+                hubfleet_store::ShareWith::Group(group.id),
+                &["access:servers!server=seeded/gpu".to_string()],
+                hubfleet_types::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(share.server.owner, "seeded");
     }
     // The upgraded schema works for writes across tables.
     let user = store

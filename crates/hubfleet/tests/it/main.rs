@@ -5,8 +5,11 @@
 
 mod support;
 
+mod admin;
 mod api;
 mod hub;
+mod login;
 mod proxy;
 mod scale;
 mod services;
+mod shares;

@@ -31,6 +31,11 @@ pub struct HubOptions<'a> {
     pub services_yaml: &'a str,
     /// Extra top-level YAML.
     pub extra_yaml: &'a str,
+    /// `auth.admin_users`: these users get the admin role when they log in.
+    pub admin_users: &'a [&'a str],
+    /// Replaces the whole generated `auth:` section (shared password, `admin_users`) when set;
+    /// starts with `auth:\n`.
+    pub auth_yaml: Option<&'a str>,
 }
 
 impl Default for HubOptions<'_> {
@@ -42,6 +47,8 @@ impl Default for HubOptions<'_> {
             spawner_yaml: "",
             services_yaml: "",
             extra_yaml: "",
+            admin_users: &[],
+            auth_yaml: None,
         }
     }
 }
@@ -90,7 +97,14 @@ impl TestHub {
             spawner_yaml,
             services_yaml,
             extra_yaml,
+            admin_users,
+            auth_yaml,
         } = options;
+        let default_auth = format!(
+            "auth:\n  kind: shared-password\n  shared_password: \"{PASSWORD}\"\n  admin_users: {}\n",
+            serde_json::to_string(admin_users).expect("json")
+        );
+        let auth_yaml = auth_yaml.unwrap_or(&default_auth);
         super::install_crypto_provider();
         let dir = tempfile::Builder::new()
             .prefix("hubfleet-hub-it-")
@@ -119,10 +133,7 @@ hub:
   listen: 127.0.0.1:{hub}
 proxy:
   api_listen: 127.0.0.1:{api}
-auth:
-  kind: shared-password
-  shared_password: "{PASSWORD}"
-spawner:
+{auth_yaml}spawner:
   cmd: {cmd}
   start_timeout: 60s
   http_timeout: 60s

@@ -1,0 +1,429 @@
+//! Server sharing end to end (JupyterHub 5's shares): the share and share-code REST API, and
+//! their effect with the real `jupyterhub-singleuser` — a person granted a share (by name, or by
+//! accepting a code on `/hub/accept-share`) reaches the owner's JupyterLab through the hub's
+//! OAuth, and loses it again when the share is revoked.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::Browser;
+use crate::support::test_hub::{ADMIN_TOKEN, HubOptions, PASSWORD, SPAWN_TIMEOUT, TestHub};
+
+const PAGINATION: &str = "application/jupyterhub-pagination+json";
+
+/// Owners share by name only with people they may read (JupyterHub's rule); the role grants it.
+const EXTRA: &str = r#"allow_named_servers: true
+roles:
+  - name: sharer
+    description: May name other users when sharing
+    scopes: ["read:users:name", "read:groups:name"]
+    users: [itshalice, shapi-owner]
+"#;
+
+async fn call(
+    hub: &TestHub,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}/hub/api{path}", hub.public_url))
+        .header("Authorization", format!("token {token}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("hub API request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// A token with its owner's scopes, minted by the admin service.
+async fn token_of(hub: &TestHub, user: &str) -> String {
+    let (status, body) = call(
+        hub,
+        ADMIN_TOKEN,
+        Method::POST,
+        &format!("/users/{user}/tokens"),
+        Some(json!({ "note": "sharing test" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["token"].as_str().expect("token").to_string()
+}
+
+fn hidden_input(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    html.split(&marker)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no hidden {name} input in:\n{html}"))
+        .to_string()
+}
+
+async fn logged_in(hub: &TestHub, user: &str) -> Browser {
+    let browser = hub.browser();
+    let response = browser.login(user, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::FOUND, "login of {user}");
+    browser
+}
+
+/// Does `browser` get alice's JupyterLab page?
+async fn reaches_lab(browser: &Browser, owner: &str) -> bool {
+    let lab = format!("/user/{owner}/lab");
+    let (url, response) = browser.get_following(&lab).await;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    status == StatusCode::OK && url.path() == lab && body.contains("JupyterLab")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shares_and_share_codes_open_and_close_the_owners_jupyterlab() {
+    let (owner, bob, carol) = ("itshalice", "itshbob", "itshcarol");
+    let hub = TestHub::start_with_options(HubOptions {
+        users: &[owner, bob, carol],
+        extra_yaml: EXTRA,
+        ..HubOptions::default()
+    })
+    .await;
+    let alice = logged_in(&hub, owner).await;
+    alice.spawn_and_wait_for_lab(owner, SPAWN_TIMEOUT).await;
+
+    let bob_before = logged_in(&hub, bob).await;
+    assert!(
+        !reaches_lab(&bob_before, owner).await,
+        "bob reached alice's lab unshared"
+    );
+
+    // Alice shares her default server with bob, with her own token.
+    let token = token_of(&hub, owner).await;
+    let (status, share) = call(
+        &hub,
+        &token,
+        Method::POST,
+        &format!("/shares/{owner}/"),
+        Some(json!({ "user": bob })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{share}");
+    assert_eq!(
+        share["scopes"],
+        json!([format!("access:servers!server={owner}/")])
+    );
+    assert_eq!(share["user"]["name"], bob);
+    assert_eq!(share["group"], Value::Null);
+    assert_eq!(share["server"]["user"]["name"], owner);
+    assert_eq!(share["server"]["ready"], true);
+    assert_eq!(share["server"]["url"], format!("/user/{owner}/"));
+    // She cannot grant what she does not hold.
+    let (status, body) = call(
+        &hub,
+        &token,
+        Method::POST,
+        &format!("/shares/{owner}/"),
+        Some(json!({ "user": bob, "scopes": ["admin:servers"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let bob_after = logged_in(&hub, bob).await;
+    assert!(
+        reaches_lab(&bob_after, owner).await,
+        "bob cannot reach alice's lab although shared"
+    );
+    // Bob sees what is shared with him, with his own login.
+    let (status, mine) = call(
+        &hub,
+        &token_of(&hub, bob).await,
+        Method::GET,
+        &format!("/users/{bob}/shared"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(mine["_pagination"]["total"], 1, "{mine}");
+    assert_eq!(mine["items"][0]["server"]["user"]["name"], owner);
+
+    // A share code, accepted by carol on /hub/accept-share.
+    let (status, code) = call(
+        &hub,
+        &token,
+        Method::POST,
+        &format!("/share-codes/{owner}/"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{code}");
+    let accept_url = code["accept_url"].as_str().expect("accept_url").to_string();
+    assert!(
+        accept_url.starts_with("/hub/accept-share?code="),
+        "{accept_url}"
+    );
+    let carol_browser = logged_in(&hub, carol).await;
+    assert!(!reaches_lab(&carol_browser, owner).await);
+    let carol_browser = logged_in(&hub, carol).await;
+    let page = carol_browser.get(&accept_url).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(owner), "{html}");
+    let response = carol_browser
+        .client()
+        .post(carol_browser.url("/hub/accept-share"))
+        .form(&[
+            ("_xsrf", hidden_input(&html, "_xsrf")),
+            ("code", hidden_input(&html, "code")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        format!("/user/{owner}/")
+    );
+    assert!(
+        reaches_lab(&carol_browser, owner).await,
+        "carol cannot reach alice's lab after accepting the code"
+    );
+    let (_, codes) = call(
+        &hub,
+        &token,
+        Method::GET,
+        &format!("/share-codes/{owner}"),
+        None,
+    )
+    .await;
+    assert_eq!(codes["items"][0]["exchange_count"], 1, "{codes}");
+    assert!(
+        codes["items"][0].get("code").is_none(),
+        "codes are shown once"
+    );
+    let (_, shares) = call(&hub, &token, Method::GET, &format!("/shares/{owner}"), None).await;
+    assert_eq!(shares["_pagination"]["total"], 2, "{shares}");
+
+    // Revoking bob's share (PATCH without scopes revokes all) closes the server to a fresh login.
+    let (status, left) = call(
+        &hub,
+        &token,
+        Method::PATCH,
+        &format!("/shares/{owner}/"),
+        Some(json!({ "user": bob })),
+    )
+    .await;
+    assert_eq!((status, left), (StatusCode::OK, json!({})));
+    let bob_revoked = logged_in(&hub, bob).await;
+    assert!(
+        !reaches_lab(&bob_revoked, owner).await,
+        "bob still reaches alice's lab after revocation"
+    );
+    // Carol leaves the share herself; the code still works until it is deleted.
+    let carol_token = token_of(&hub, carol).await;
+    let (status, _) = call(
+        &hub,
+        &carol_token,
+        Method::DELETE,
+        &format!("/users/{carol}/shared/{owner}/"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let id = codes["items"][0]["id"].as_str().unwrap().to_string();
+    let (status, _) = call(
+        &hub,
+        &token,
+        Method::DELETE,
+        &format!("/share-codes/{owner}/?id={id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let carol_again = logged_in(&hub, carol).await;
+    assert!(!reaches_lab(&carol_again, owner).await);
+    let page = carol_again.get(&accept_url).await;
+    assert_eq!(page.status(), StatusCode::NOT_FOUND, "a deleted code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_api_validates_requests_and_scopes() {
+    let hub = TestHub::start_with_extra(&[], "6.1.1", None, EXTRA).await;
+    let admin = |method: Method, path: &str, body: Option<Value>| {
+        let path = path.to_string();
+        let hub = &hub;
+        async move { call(hub, ADMIN_TOKEN, method, &path, body).await }
+    };
+    let (status, _) = admin(
+        Method::POST,
+        "/users",
+        Some(json!({ "usernames": ["shapi-owner", "shapi-friend", "shapi-other"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = admin(
+        Method::POST,
+        "/groups/shapi-class",
+        Some(json!({ "users": ["shapi-friend"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = admin(Method::PUT, "/users/shapi-owner/servers/gpu", None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let owner = token_of(&hub, "shapi-owner").await;
+    let other = token_of(&hub, "shapi-other").await;
+    let as_owner = |method: Method, path: &str, body: Option<Value>| {
+        let path = path.to_string();
+        let (hub, owner) = (&hub, owner.clone());
+        async move { call(hub, &owner, method, &path, body).await }
+    };
+
+    // Bad requests.
+    for body in [
+        json!({}),
+        json!({ "user": "shapi-friend", "group": "shapi-class" }),
+        json!({ "user": "shapi-friend", "scopes": ["read:everything"] }),
+        json!({ "user": "shapi-friend", "scopes": ["access:servers!server=shapi-other/"] }),
+        json!({ "user": "shapi-friend", "extra": 1 }),
+        json!({ "user": "nobody-here" }),
+    ] {
+        let (status, reply) =
+            as_owner(Method::POST, "/shares/shapi-owner/gpu", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {reply}");
+    }
+    let (status, _) = as_owner(
+        Method::POST,
+        "/shares/shapi-owner/nope",
+        Some(json!({ "user": "shapi-friend" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no such server");
+    let (status, _) = as_owner(Method::POST, "/shares/shapi-owner", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // A group share reaches its members' "shared with me" and the group's list.
+    let (status, share) = as_owner(
+        Method::POST,
+        "/shares/shapi-owner/gpu",
+        Some(json!({ "group": "shapi-class", "scopes": ["access:servers", "read:servers"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{share}");
+    assert_eq!(share["kind"], "group");
+    assert_eq!(
+        share["scopes"],
+        json!([
+            "access:servers!server=shapi-owner/gpu",
+            "read:servers!server=shapi-owner/gpu"
+        ])
+    );
+    let (_, shared) = admin(Method::GET, "/users/shapi-friend/shared", None).await;
+    assert_eq!(
+        shared["items"][0]["group"]["name"], "shapi-class",
+        "{shared}"
+    );
+    let (_, shared) = admin(Method::GET, "/groups/shapi-class/shared?limit=1", None).await;
+    assert_eq!(shared["_pagination"]["limit"], 1, "{shared}");
+    let (status, one) = admin(
+        Method::GET,
+        "/groups/shapi-class/shared/shapi-owner/gpu",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    // The member now holds the share's scopes.
+    let friend = token_of(&hub, "shapi-friend").await;
+    let (_, me) = call(&hub, &friend, Method::GET, "/user", None).await;
+    let scopes = me["scopes"].as_array().unwrap();
+    assert!(
+        scopes.contains(&json!("access:servers!server=shapi-owner/gpu")),
+        "{me}"
+    );
+    // Partial revocation keeps the rest.
+    let (status, left) = as_owner(
+        Method::PATCH,
+        "/shares/shapi-owner/gpu",
+        Some(json!({ "group": "shapi-class", "scopes": ["read:servers!server=shapi-owner/gpu"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        left["scopes"],
+        json!(["access:servers!server=shapi-owner/gpu"])
+    );
+
+    // Someone else cannot see or manage the owner's shares.
+    let (status, _) = call(&hub, &other, Method::GET, "/shares/shapi-owner", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &hub,
+        &other,
+        Method::POST,
+        "/shares/shapi-owner/gpu",
+        Some(json!({ "user": "shapi-other" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Share codes: expiry bounds, one-time display, deletion by code and by id.
+    for body in [json!({ "expires_in": 5 }), json!({ "expires_in": "soon" })] {
+        let (status, _) = as_owner(Method::POST, "/share-codes/shapi-owner/gpu", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    let (status, code) = as_owner(
+        Method::POST,
+        "/share-codes/shapi-owner/gpu",
+        Some(json!({ "expires_in": 3600 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{code}");
+    assert_eq!(code["full_accept_url"], Value::Null);
+    assert!(code["id"].as_str().unwrap().starts_with("sc_"));
+    let secret = code["code"].as_str().unwrap().to_string();
+    let (status, _) = as_owner(
+        Method::DELETE,
+        "/share-codes/shapi-owner/gpu?code=not-the-code",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = as_owner(
+        Method::DELETE,
+        &format!("/share-codes/shapi-owner/gpu?code={secret}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = as_owner(
+        Method::DELETE,
+        "/share-codes/shapi-owner/gpu?id=sc_999999",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let client = reqwest::Client::new();
+    let listed: Value = client
+        .get(format!(
+            "{}/hub/api/share-codes/shapi-owner/gpu",
+            hub.public_url
+        ))
+        .header("Authorization", format!("token {owner}"))
+        .header("Accept", PAGINATION)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["_pagination"]["total"], 0, "{listed}");
+
+    // Deleting every share of the server.
+    let (status, _) = as_owner(Method::DELETE, "/shares/shapi-owner/gpu", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = admin(
+        Method::GET,
+        "/groups/shapi-class/shared/shapi-owner/gpu",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
