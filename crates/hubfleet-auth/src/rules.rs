@@ -106,6 +106,68 @@ mod tests {
         assert!(claim_list(&c, "none").is_empty());
     }
 
+    fn settings() -> OAuthSettings {
+        OAuthSettings {
+            client_id: "hub".into(),
+            client_secret: None,
+            callback_url: None,
+            issuer: None,
+            authorize_url: None,
+            token_url: None,
+            userdata_url: None,
+            jwks_url: None,
+            api_url: None,
+            scopes: vec!["openid".into()],
+            username_claim: "preferred_username".into(),
+            groups_claim: Some("groups".into()),
+            allowed_groups: vec!["staff".into()],
+            admin_groups: vec!["admins".into()],
+            manage_groups: true,
+            required_scopes: vec!["groups".into()],
+            allowed_organizations: Vec::new(),
+            allowed_idps: Default::default(),
+            auth_state_key: None,
+        }
+    }
+
+    #[test]
+    fn groups_decide_allowed_admin_and_membership() {
+        let s = settings();
+        let name = || UserName::parse("a").unwrap();
+        let state = || AuthState(json!({}));
+        let staff = decide(&s, name(), vec!["staff".into()], state());
+        assert!(staff.allowed);
+        assert_eq!(staff.admin, Some(false));
+        assert_eq!(staff.groups.as_deref(), Some(&["staff".to_string()][..]));
+        assert!(staff.auth_state.is_none(), "auth state off without a key");
+        let admin = decide(&s, name(), vec!["admins".into()], state());
+        assert!(admin.allowed && admin.admin == Some(true));
+        let other = decide(&s, name(), vec!["visitors".into()], state());
+        assert!(!other.allowed);
+        let unmanaged = decide(
+            &OAuthSettings {
+                manage_groups: false,
+                admin_groups: Vec::new(),
+                ..settings()
+            },
+            name(),
+            vec!["staff".into()],
+            state(),
+        );
+        assert_eq!(unmanaged.groups, None);
+        assert_eq!(unmanaged.admin, None);
+    }
+
+    #[test]
+    fn required_scopes_must_all_be_granted() {
+        let s = settings();
+        assert!(check_scopes(&s, &["openid".into(), "groups".into()]).is_ok());
+        assert!(matches!(
+            check_scopes(&s, &["openid".into()]),
+            Err(AuthError::Refused(m)) if m.contains("groups")
+        ));
+    }
+
     #[test]
     fn user_names_are_normalised_or_refused() {
         assert_eq!(

@@ -301,7 +301,7 @@ pub(crate) struct AuthSection {
     /// `github`: members of these organisations (`org`) or teams (`org:team`) may log in.
     #[serde(deserialize_with = "null_as_default")]
     pub allowed_organizations: Vec<String>,
-    /// `cilogon`: identity providers (by their `idp` entity id) that may log in, each with its user name rules. Required for `cilogon`.
+    /// `cilogon`: identity providers (by their `idp` entity id) that may log in, each with its user name rules: `username_claim` (default `email`), `allowed_domains` (the user name's domain must be one of these; empty means any) and `strip_domain` (drop `@domain`). Required for `cilogon`; other identity providers are refused.
     #[serde(deserialize_with = "null_as_default")]
     pub allowed_idps: BTreeMap<String, IdpSection>,
     /// Keep provider tokens and claims (`auth_state`), encrypted with `auth_state_key`, and refresh them before spawning.

@@ -339,6 +339,70 @@ fn dummy_auth_requires_loopback() {
 }
 
 #[test]
+fn oauth_kinds_resolve_with_defaults() {
+    let config = load_str(
+        "auth:\n  kind: oidc\n  issuer: https://id.example.org/\n  client_id: hub\n  client_secret: s3cret\n  allowed_groups: [staff]\n  enable_auth_state: true\n  auth_state_key: \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n",
+    )
+    .unwrap();
+    let AuthMethod::Oidc(oidc) = &config.auth.method else {
+        panic!("{:?}", config.auth.method)
+    };
+    assert_eq!(oidc.issuer.as_deref(), Some("https://id.example.org"));
+    assert_eq!(oidc.scopes, ["openid", "profile", "email"]);
+    assert_eq!(oidc.username_claim, "preferred_username");
+    assert_eq!(oidc.auth_state_key.as_ref().unwrap().0[1], 0x11);
+    assert!(!config.auth.allow_all);
+    // Secrets stay out of Debug.
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cret") && !debug.contains("0011223344"), "{debug}");
+
+    let github = load_str(
+        "auth:\n  kind: github\n  client_id: a\n  client_secret: b\n  allowed_organizations: [Org:Team]\n",
+    )
+    .unwrap();
+    let AuthMethod::Github(gh) = &github.auth.method else {
+        panic!()
+    };
+    assert_eq!(gh.api_url.as_deref(), Some("https://api.github.com"));
+    assert_eq!(gh.allowed_organizations, ["org:team"]);
+
+    // Form logins keep "empty allowed_users admits everyone".
+    assert!(load_str("").unwrap().auth.allow_all);
+}
+
+#[test]
+fn oauth_rules() {
+    let base = "auth:\n  kind: oidc\n  issuer: https://id.example.org\n  client_id: hub\n";
+    // JupyterHub 5: some allow rule is required.
+    assert_error(base, "hubfleet.yaml:2:3: ", "nobody could log in");
+    assert_error(
+        &format!("{base}  allow_all: true\n  enable_auth_state: true\n"),
+        "hubfleet.yaml:6:3: ",
+        "enable_auth_state needs a key",
+    );
+    assert_error(
+        &format!("{base}  allow_all: true\n  enable_auth_state: true\n  auth_state_key: short\n"),
+        "hubfleet.yaml:7:3: ",
+        "must be 32 bytes",
+    );
+    assert_error(
+        "auth:\n  kind: cilogon\n  client_id: hub\n  allow_all: true\n",
+        "hubfleet.yaml:2:3: ",
+        "auth.allowed_idps is required",
+    );
+    assert_error(
+        "auth:\n  kind: oidc\n  client_id: hub\n  allow_all: true\n",
+        "hubfleet.yaml:2:3: ",
+        "needs auth.issuer",
+    );
+    assert_error(
+        "auth:\n  kind: github\n  client_id: hub\n  allow_all: true\n",
+        "hubfleet.yaml:2:3: ",
+        "client_secret",
+    );
+}
+
+#[test]
 fn shared_password_rules() {
     assert_error(
         "auth:\n  kind: shared-password\n  shared_password: short\n",
@@ -690,7 +754,9 @@ fn reference_documents_every_key() {
         "{markdown}"
     );
     assert!(
-        markdown.contains("| `auth.kind` | `shared-password` \\| `dummy` | `dummy` |"),
+        markdown.contains(
+            "| `auth.kind` | `shared-password` \\| `dummy` \\| `oidc` \\| `github` \\| `cilogon` | `dummy` |"
+        ),
         "{markdown}"
     );
     assert!(
