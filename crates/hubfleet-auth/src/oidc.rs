@@ -346,9 +346,11 @@ impl RedirectLogin for OidcAuthenticator {
             CoreJwsSigningAlgorithm::EdDsa,
         ]);
         let nonce = Nonce::new(request.nonce.to_string());
-        let id_claims = id_token
-            .claims(&verifier, &nonce)
-            .map_err(|e| AuthError::InvalidCallback(format!("invalid ID token: {e}")))?;
+        let id_claims = id_token.claims(&verifier, &nonce).map_err(|e| {
+            // The provider may have rotated its keys: discover afresh at the next login.
+            *self.provider.lock().expect("not poisoned") = None;
+            AuthError::InvalidCallback(format!("invalid ID token: {e}"))
+        })?;
         let mut claims = serde_json::to_value(id_claims)
             .map_err(|e| AuthError::Backend(format!("ID token claims: {e}")))?;
         if let Some(url) = &provider.userinfo_url {

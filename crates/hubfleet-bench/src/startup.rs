@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use futures_util::{StreamExt, stream};
 use reqwest::StatusCode;
 
@@ -115,7 +115,7 @@ pub async fn run(args: StartupArgs) -> Result<()> {
         let spawner = "  concurrent_starts: 50\n  max_queue: 5000\n";
         let mut hub = HubfleetHub::start(&bin, &database, &standin, spawner).await?;
         let started = Instant::now();
-        let someone = prepare(&hub, args.users, servers).await?;
+        let (servers, someone) = prepare(&hub, args.users, servers).await?;
         let prepare_s = started.elapsed().as_secs_f64();
         let mut restarts = Vec::new();
         for _ in 0..args.repeats {
@@ -143,7 +143,7 @@ pub async fn run(args: StartupArgs) -> Result<()> {
         let servers = affordable_servers(args.jupyterhub_servers);
         let mut hub = StockHub::start(&args.jupyterhub_version, &standin, "").await?;
         let started = Instant::now();
-        let someone = prepare(&hub, args.jupyterhub_users, servers).await?;
+        let (servers, someone) = prepare(&hub, args.jupyterhub_users, servers).await?;
         let prepare_s = started.elapsed().as_secs_f64();
         let mut restarts = Vec::new();
         for _ in 0..args.jupyterhub_repeats {
@@ -169,8 +169,8 @@ pub async fn run(args: StartupArgs) -> Result<()> {
 }
 
 /// Creates `users` users in batches of 1000 and starts the first `servers` servers; returns
-/// the name of a user with a running server, after every server is ready.
-async fn prepare(hub: &dyn Hub, users: usize, servers: usize) -> Result<String> {
+/// how many servers are running and the name of a user with one, once no start is in flight.
+async fn prepare(hub: &dyn Hub, users: usize, servers: usize) -> Result<(usize, String)> {
     let client = hubs::api_client()?;
     let started = Instant::now();
     let names: Vec<String> = (0..users).map(|i| format!("s{i:06}")).collect();
@@ -207,14 +207,13 @@ async fn prepare(hub: &dyn Hub, users: usize, servers: usize) -> Result<String> 
     if let Some(first) = failures.into_iter().next() {
         return Err(first.context("starting servers"));
     }
-    hubs::poll(
-        "every server to be ready",
-        Duration::from_secs(1200),
-        Duration::from_millis(500),
-        || async {
+    // Wait until no start is in flight; servers that failed to start are left out.
+    let count = |state: &'static str| {
+        let client = &client;
+        async move {
             let response = client
                 .get(format!(
-                    "{}/hub/api/users?state=ready&limit=1",
+                    "{}/hub/api/users?state={state}&limit=1",
                     hub.public_url()
                 ))
                 .header("Authorization", format!("token {}", hub.token()))
@@ -223,16 +222,29 @@ async fn prepare(hub: &dyn Hub, users: usize, servers: usize) -> Result<String> 
                 .await?;
             ensure!(response.status() == StatusCode::OK, "{}", response.status());
             let page: serde_json::Value = response.json().await?;
-            let ready = page["_pagination"]["total"].as_u64().unwrap_or(0) as usize;
-            Ok((ready >= servers).then_some(()))
+            let first = page["items"][0]["name"].as_str().map(str::to_owned);
+            Ok::<_, anyhow::Error>((
+                page["_pagination"]["total"].as_u64().unwrap_or(0) as usize,
+                first,
+            ))
+        }
+    };
+    let (ready, someone) = hubs::poll(
+        "every start to finish",
+        Duration::from_secs(1200),
+        Duration::from_millis(500),
+        || async {
+            let (ready, first) = count("ready").await?;
+            let (active, _) = count("active").await?;
+            Ok((ready > 0 && ready == active).then_some((ready, first)))
         },
     )
     .await?;
     eprintln!(
-        "   {servers} servers ready in {:.1} s",
+        "   {ready} of {servers} servers ready in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(names[servers - 1].clone())
+    Ok((ready, someone.context("no ready user")?))
 }
 
 /// Polls `GET /hub/api/users/<someone>` until it shows the default server ready.

@@ -281,7 +281,7 @@ pub(crate) struct AuthSection {
     pub jwks_url: Option<String>,
     /// `github`: the REST API's base URL.
     pub api_url: Option<String>,
-    /// Scopes to request. Default: `openid profile email` for `oidc`, `openid email org.cilogon.userinfo` for `cilogon`, `read:org` for `github`.
+    /// Scopes to request. Default: `openid profile email` for `oidc`, `openid email org.cilogon.userinfo` for `cilogon`, `read:org` for `github`. With `offline_access`, the login also sends `prompt=consent` (OpenID Connect Core §11) so that the provider issues a refresh token.
     pub scopes: Option<Vec<String>>,
     /// Claim (from the ID token merged with userinfo) that becomes the user name. Default: `preferred_username` (`oidc`), `email` (`cilogon`, unless set per identity provider).
     pub username_claim: Option<String>,

@@ -354,7 +354,10 @@ fn oauth_kinds_resolve_with_defaults() {
     assert!(!config.auth.allow_all);
     // Secrets stay out of Debug.
     let debug = format!("{config:?}");
-    assert!(!debug.contains("s3cret") && !debug.contains("0011223344"), "{debug}");
+    assert!(
+        !debug.contains("s3cret") && !debug.contains("0011223344"),
+        "{debug}"
+    );
 
     let github = load_str(
         "auth:\n  kind: github\n  client_id: a\n  client_secret: b\n  allowed_organizations: [Org:Team]\n",

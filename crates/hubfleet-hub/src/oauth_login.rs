@@ -5,7 +5,8 @@
 //! minutes, single use) under the hash of `state` and bound to the browser by a random value in a
 //! short-lived `HttpOnly` cookie. A callback whose `state` is unknown, already used, expired, or
 //! arrives from another browser is refused before the code is exchanged. Success goes through the
-//! same [`pages::finish_login`] as the password form.
+//! same [`pages::finish_login`] as the password form. A hub restart forgets logins in flight;
+//! people who were on the provider's pages then simply sign in again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

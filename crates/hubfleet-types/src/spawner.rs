@@ -17,7 +17,7 @@ use crate::{ServerName, UserName};
 /// Everything a spawner needs to start one server. The hub computes the JupyterHub environment
 /// (`JUPYTERHUB_API_TOKEN`, `JUPYTERHUB_CLIENT_ID`, …); the spawner adds what only it knows,
 /// `JUPYTERHUB_SERVICE_URL` (the address it made the server bind), plus `USER`, `HOME` and `SHELL`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SpawnRequest {
     pub user: UserName,
     pub server_name: ServerName,
@@ -29,6 +29,21 @@ pub struct SpawnRequest {
     pub env: BTreeMap<String, String>,
     /// Where the spawner may keep per-server files (logs, home directories) for this hub.
     pub data_dir: PathBuf,
+}
+
+/// The environment holds the server's API token and the user's identity-provider tokens, so
+/// `Debug` shows the variable names only.
+impl std::fmt::Debug for SpawnRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnRequest")
+            .field("user", &self.user)
+            .field("server_name", &self.server_name)
+            .field("service_prefix", &self.service_prefix)
+            .field("cmd", &self.cmd)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
 }
 
 /// What [`Spawner::start`] reports once the process (or container, or job) is launched.
@@ -135,4 +150,24 @@ pub trait Spawner: Send + Sync + 'static {
 
     /// The last `max_lines` lines of the server's output, for failure pages.
     async fn log_tail(&self, state: &SpawnerState, max_lines: usize) -> Option<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_spawn_request_hides_environment_values() {
+        let request = SpawnRequest {
+            user: UserName::parse("alice").unwrap(),
+            server_name: ServerName::default_server(),
+            service_prefix: "/user/alice/".into(),
+            cmd: vec!["jupyterhub-singleuser".into()],
+            env: BTreeMap::from([("JUPYTERHUB_API_TOKEN".into(), "s3cret-token".into())]),
+            data_dir: PathBuf::from("/tmp"),
+        };
+        let shown = format!("{request:?}");
+        assert!(shown.contains("JUPYTERHUB_API_TOKEN"));
+        assert!(!shown.contains("s3cret-token"));
+    }
 }

@@ -1,4 +1,4 @@
--- Version 4: each user's auth_state (identity provider tokens and claims), encrypted by the
+-- Version 3: each user's auth_state (identity provider tokens and claims), encrypted by the
 -- authenticator before it reaches the database (AES-256-GCM); the hub never stores it in clear.
 
 CREATE TABLE auth_states (

@@ -158,11 +158,12 @@ async fn oidc_login_reaches_lab_with_groups_and_auth_state_token() {
 }
 
 /// The hub refuses callbacks it did not start (tampered `state`), replays of a finished login,
-/// codes the provider already redeemed, and users outside `allowed_groups` (with a clear page).
+/// codes the provider already redeemed, users outside `allowed_groups` (with a clear page) and
+/// `blocked_users`; `admin_groups` members become admins.
 #[tokio::test(flavor = "multi_thread")]
 async fn oidc_refuses_tampered_state_replayed_codes_and_outsiders() {
     let port = OidcProvider::reserve_port();
-    let auth = oidc_auth_yaml(port, "");
+    let auth = oidc_auth_yaml(port, "  blocked_users: [itoidccarl]\n");
     let hub = TestHub::start_with_options(HubOptions {
         auth_yaml: Some(&auth),
         cmd: no_spawns(),
@@ -175,6 +176,7 @@ async fn oidc_refuses_tampered_state_replayed_codes_and_outsiders() {
         &json!({
             "itoidcbob": { "groups": ["staff", "hubadmins"] },
             "itoidcmallory": { "groups": ["visitors"] },
+            "itoidccarl": { "groups": ["staff"] },
         }),
         3600,
     )
@@ -261,6 +263,12 @@ async fn oidc_refuses_tampered_state_replayed_codes_and_outsiders() {
     let page = login.response.text().await.unwrap();
     assert!(page.contains("not allowed to use this hub"), "{page}");
     let missing = hub.api(Method::GET, "/users/itoidcmallory").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // blocked_users wins over allowed_groups.
+    let login = provider_login(&hub.browser(), "itoidccarl", false).await;
+    assert_eq!(login.response.status(), StatusCode::FORBIDDEN);
+    let missing = hub.api(Method::GET, "/users/itoidccarl").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
