@@ -10,6 +10,7 @@
 mod github;
 mod http;
 mod oidc;
+pub mod password;
 mod rules;
 mod sealed;
 
@@ -19,18 +20,40 @@ pub use sealed::Sealer;
 
 use async_trait::async_trait;
 use hubfleet_core::token::secrets_equal;
-use hubfleet_types::{AuthError, AuthenticatedUser, Authenticator, UserName};
+use hubfleet_types::auth::{PasswordOverride, RotatablePassword};
+use hubfleet_types::{AuthError, AuthenticatedUser, Authenticator, Timestamp, UserName};
+use std::sync::RwLock;
 
-/// Everyone who knows the one password gets in, under the name they typed.
+/// Everyone who knows the one password gets in, under the name they typed. An admin can replace
+/// the configured password at runtime ([`RotatablePassword`]); after its expiry time the password
+/// is refused with a message saying so.
 pub struct SharedPasswordAuthenticator {
     password: String,
+    expires_at: Option<Timestamp>,
+    /// The rotated password, once an admin set one; it replaces `password` and `expires_at`.
+    current: RwLock<Option<PasswordOverride>>,
 }
 
 impl SharedPasswordAuthenticator {
     pub fn new(password: impl Into<String>) -> Self {
         SharedPasswordAuthenticator {
             password: password.into(),
+            expires_at: None,
+            current: RwLock::new(None),
         }
+    }
+
+    /// The configured password expires at `expires_at`.
+    pub fn with_expiry(mut self, expires_at: Option<Timestamp>) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
+    fn current(&self) -> Option<PasswordOverride> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -45,8 +68,48 @@ impl Authenticator for SharedPasswordAuthenticator {
         username: &UserName,
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, AuthError> {
-        Ok(secrets_equal(password, &self.password)
-            .then(|| AuthenticatedUser::named(username.clone())))
+        let (matches, expires_at) = match self.current() {
+            Some(current) => (
+                password::verify_password(password, &current.hash).await?,
+                current.expires_at,
+            ),
+            None => (secrets_equal(password, &self.password), self.expires_at),
+        };
+        if !matches {
+            return Ok(None);
+        }
+        if let Some(at) = expires_at.filter(|at| *at <= hubfleet_types::now()) {
+            return Err(AuthError::Refused(format!(
+                "This password expired on {}. Ask the organisers for the current one.",
+                at.format("%Y-%m-%d at %H:%M UTC")
+            )));
+        }
+        Ok(Some(AuthenticatedUser::named(username.clone())))
+    }
+
+    fn shared_password(&self) -> Option<&dyn RotatablePassword> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl RotatablePassword for SharedPasswordAuthenticator {
+    async fn hash(&self, password: &str) -> Result<String, AuthError> {
+        password::hash_password(password).await
+    }
+
+    fn install(&self, current: PasswordOverride) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(current);
+    }
+
+    fn expires_at(&self) -> Option<Timestamp> {
+        match self.current() {
+            Some(current) => current.expires_at,
+            None => self.expires_at,
+        }
     }
 }
 
@@ -88,6 +151,37 @@ mod tests {
                 .is_none()
         );
         assert!(auth.authenticate(&alice(), "").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_rotated_password_replaces_the_configured_one_and_expires() {
+        let auth = SharedPasswordAuthenticator::new("correct horse");
+        let hash = auth.hash("battery staple").await.unwrap();
+        auth.install(PasswordOverride {
+            hash: hash.clone(),
+            expires_at: None,
+        });
+        assert!(
+            auth.authenticate(&alice(), "correct horse")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            auth.authenticate(&alice(), "battery staple")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        auth.install(PasswordOverride {
+            hash,
+            expires_at: Some(hubfleet_types::now() - chrono::Duration::seconds(1)),
+        });
+        let expired = auth.authenticate(&alice(), "battery staple").await;
+        assert!(
+            matches!(&expired, Err(AuthError::Refused(m)) if m.contains("expired")),
+            "{expired:?}"
+        );
     }
 
     #[tokio::test]

@@ -140,6 +140,10 @@ pub struct LocalProcessSpawner {
     children: Mutex<HashMap<u32, TrackedChild>>,
     /// Serialises account creation so two spawns for one new user do not race in `useradd`.
     account_creation: tokio::sync::Mutex<()>,
+    /// Ports handed out recently. Between our probe releasing a port and the server binding it the
+    /// kernel may offer the same port to the next probe; two concurrent starts must never share one,
+    /// or the hub's readiness check would reach the other user's server.
+    recent_ports: Mutex<HashMap<u16, Instant>>,
 }
 
 impl LocalProcessSpawner {
@@ -156,7 +160,26 @@ impl LocalProcessSpawner {
             run_as,
             children: Mutex::new(HashMap::new()),
             account_creation: tokio::sync::Mutex::new(()),
+            recent_ports: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A free loopback port not handed out by this spawner within [`PORT_QUARANTINE`].
+    fn reserve_port(&self) -> io::Result<u16> {
+        let mut recent = self.recent_ports.lock().expect("port table poisoned");
+        let now = Instant::now();
+        recent.retain(|_, handed_out| now.duration_since(*handed_out) < PORT_QUARANTINE);
+        for _ in 0..64 {
+            let port = free_loopback_port()?;
+            if let std::collections::hash_map::Entry::Vacant(slot) = recent.entry(port) {
+                slot.insert(now);
+                return Ok(port);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no loopback port left that was not handed out in the last few minutes",
+        ))
     }
 
     /// The effective mode: never [`RunAs::Auto`].
@@ -369,8 +392,11 @@ fn open_log(log_path: &Path) -> Result<File, SpawnError> {
     Ok(log)
 }
 
+/// How long a handed-out port is not handed out again (longer than any server takes to bind).
+const PORT_QUARANTINE: Duration = Duration::from_secs(300);
+
 /// Asks the kernel for a free port on the loopback interface. Another process could take it
-/// before the server binds it; the hub's readiness check catches that rare case.
+/// before the server binds it, which the hub's readiness check only sees as a failed start.
 fn free_loopback_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
@@ -462,7 +488,7 @@ impl Spawner for LocalProcessSpawner {
             .try_clone()
             .map_err(|e| io_failure("duplicate the log file", &log_path, e))?;
 
-        let port = free_loopback_port()?;
+        let port = self.reserve_port()?;
         let service_url = format!("http://127.0.0.1:{port}{}", request.service_prefix);
         let env = server_environment(
             std::env::vars_os(),
@@ -620,6 +646,18 @@ impl Spawner for LocalProcessSpawner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_ports_are_never_handed_out_twice() {
+        let spawner = LocalProcessSpawner::new(LocalSpawnerConfig {
+            run_as: RunAs::HubUser,
+            ..LocalSpawnerConfig::default()
+        });
+        // Without reservations the kernel readily offers a just-released port again.
+        let ports: Vec<u16> = (0..500).map(|_| spawner.reserve_port().unwrap()).collect();
+        let unique: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(unique.len(), ports.len(), "a port was handed out twice");
+    }
 
     fn account() -> UnixAccount {
         UnixAccount {

@@ -15,6 +15,7 @@ mod groups;
 mod migrate;
 mod model;
 mod oauth;
+mod passwords;
 mod servers;
 mod services;
 mod sessions;
@@ -31,5 +32,6 @@ pub use model::{
     Backend, Group, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service,
     Session, TokenOwner, TokenRecord, User, UserQuery, UserSort, UserState, Visibility,
 };
+pub use passwords::StoredSharedPassword;
 pub use shares::{Share, ShareCode, ShareQuery, ShareWith, SharedServer, filter_to_server};
 pub use store::Store;

@@ -43,6 +43,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_shares.sql"),
         postgres: include_str!("../migrations/postgres/0004_shares.sql"),
     },
+    Migration {
+        version: 5,
+        description: "runtime shared password (hashed)",
+        sqlite: include_str!("../migrations/sqlite/0005_passwords.sql"),
+        postgres: include_str!("../migrations/postgres/0005_passwords.sql"),
+    },
 ];
 
 /// The schema version this build of the store reads and writes.

@@ -4,7 +4,7 @@ use hubfleet_types::Timestamp;
 
 use crate::error::StoreError;
 use crate::model::{NewSession, Session, User};
-use crate::store::{Columns, Store, dispatch, to_micros};
+use crate::store::{Columns, Store, WritePool, dispatch, to_micros};
 use crate::users::user_from_prefixed_row;
 
 fn session_from_row(row: &impl Columns) -> Result<Session, StoreError> {
@@ -84,6 +84,31 @@ impl Store {
                 .execute(pool)
                 .await?
                 .rows_affected())
+        })
+    }
+
+    /// Ends every session of non-admin users (or of everyone, with `include_admins`), together
+    /// with the tokens single-user servers obtained through them. Returns how many sessions ended.
+    pub async fn delete_all_sessions(&self, include_admins: bool) -> Result<u64, StoreError> {
+        dispatch!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "DELETE FROM api_tokens WHERE session_id IN (SELECT s.session_id FROM sessions s \
+                 JOIN users u ON u.id = s.user_id WHERE $1 OR u.admin = FALSE)",
+            )
+            .bind(include_admins)
+            .execute(&mut *tx)
+            .await?;
+            let ended = sqlx::query(
+                "DELETE FROM sessions WHERE user_id IN \
+                 (SELECT id FROM users WHERE $1 OR admin = FALSE)",
+            )
+            .bind(include_admins)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(ended)
         })
     }
 }

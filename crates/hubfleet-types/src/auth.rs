@@ -90,6 +90,42 @@ pub trait Authenticator: Send + Sync + 'static {
     fn redirect(&self) -> Option<&dyn RedirectLogin> {
         None
     }
+
+    /// `Some` for authenticators with one shared password that admins can replace at runtime.
+    fn shared_password(&self) -> Option<&dyn RotatablePassword> {
+        None
+    }
+}
+
+/// A shared password set at runtime: its argon2 hash (PHC string) and expiry. `Debug` redacts the
+/// hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordOverride {
+    pub hash: String,
+    pub expires_at: Option<crate::Timestamp>,
+}
+
+impl fmt::Debug for PasswordOverride {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordOverride")
+            .field("hash", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A shared password that can be rotated. The hub keeps the override in its database and hands
+/// it to the authenticator at start and on every rotation; from then on only the override works.
+#[async_trait]
+pub trait RotatablePassword: Send + Sync {
+    /// Hashes a new password for storage (argon2, off the async runtime).
+    async fn hash(&self, password: &str) -> Result<String, AuthError>;
+
+    /// Makes `current` the only accepted password, at once.
+    fn install(&self, current: PasswordOverride);
+
+    /// When the password in force expires (the override's, or else the configured one's).
+    fn expires_at(&self) -> Option<crate::Timestamp>;
 }
 
 /// What the hub generated for one login attempt; kept server-side, bound to the browser.

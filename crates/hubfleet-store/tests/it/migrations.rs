@@ -18,8 +18,8 @@ async fn seed(store: &Store, version: i64) {
             )
             .await
             .unwrap(),
-        // Versions 3 and 4 add tables only; the same rows suit both.
-        2 | 3 => store
+        // Versions 3, 4 and 5 add tables only; the same rows suit them all.
+        2..=4 => store
             .execute_script(
                 "INSERT INTO users (name, admin, created) VALUES ('seeded', TRUE, 1700000000000000);
                  INSERT INTO servers (user_id, name, status, user_options, display_name)
