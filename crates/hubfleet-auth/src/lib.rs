@@ -9,12 +9,14 @@
 
 mod github;
 mod http;
+mod native;
 mod oidc;
 pub mod password;
 mod rules;
 mod sealed;
 
 pub use github::GithubAuthenticator;
+pub use native::NativeAuthenticator;
 pub use oidc::{OidcAuthenticator, OidcFlavour};
 pub use sealed::Sealer;
 
@@ -113,6 +115,45 @@ impl RotatablePassword for SharedPasswordAuthenticator {
     }
 }
 
+/// Anonymous users: "Start a session" logs in a new user named `tmp-<12 hex digits>`; the hub
+/// deletes each such user, and their home directory, when their server stops.
+pub struct TmpAuthenticator;
+
+/// The prefix of every name [`TmpAuthenticator`] gives out.
+pub const TMP_PREFIX: &str = "tmp-";
+
+#[async_trait]
+impl Authenticator for TmpAuthenticator {
+    fn kind(&self) -> &'static str {
+        "tmp"
+    }
+
+    async fn authenticate(
+        &self,
+        _: &UserName,
+        _: &str,
+    ) -> Result<Option<AuthenticatedUser>, AuthError> {
+        Ok(None)
+    }
+
+    fn anonymous(&self) -> bool {
+        true
+    }
+
+    fn new_anonymous_user(&self) -> Option<AuthenticatedUser> {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 6];
+        ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let name = UserName::parse(&format!("{TMP_PREFIX}{hex}")).ok()?;
+        Some(AuthenticatedUser::named(name))
+    }
+
+    fn is_ephemeral(&self, user: &UserName) -> bool {
+        user.as_str().starts_with(TMP_PREFIX)
+    }
+}
+
 /// Accepts any non-empty password. For local trials only.
 pub struct DummyAuthenticator;
 
@@ -181,6 +222,26 @@ mod tests {
         assert!(
             matches!(&expired, Err(AuthError::Refused(m)) if m.contains("expired")),
             "{expired:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tmp_users_get_fresh_ephemeral_names() {
+        let a = TmpAuthenticator.new_anonymous_user().unwrap().name;
+        let b = TmpAuthenticator.new_anonymous_user().unwrap().name;
+        assert_ne!(a, b);
+        assert!(
+            a.as_str().starts_with("tmp-") && a.as_str().len() == 16,
+            "{a}"
+        );
+        assert!(TmpAuthenticator.is_ephemeral(&a));
+        assert!(!TmpAuthenticator.is_ephemeral(&alice()));
+        assert!(
+            TmpAuthenticator
+                .authenticate(&a, "x")
+                .await
+                .unwrap()
+                .is_none()
         );
     }
 

@@ -79,6 +79,8 @@ pub struct AuthConfig {
 pub enum AuthMethod {
     SharedPassword {
         password: Secret,
+        /// After this, the configured password is refused (`shared_password_expires_at`).
+        expires_at: Option<hubfleet_types::Timestamp>,
     },
     /// Any password is accepted; only ever allowed on loopback addresses.
     Dummy,
@@ -88,6 +90,10 @@ pub enum AuthMethod {
     Github(OAuthSettings),
     /// CILogon (OpenID Connect with identity-provider rules).
     Cilogon(OAuthSettings),
+    /// Anonymous, ephemeral users (`tmp-<random>`).
+    Tmp,
+    /// Sign-up accounts that admins approve.
+    Native,
 }
 
 impl AuthMethod {
@@ -95,7 +101,10 @@ impl AuthMethod {
     pub fn oauth(&self) -> Option<&OAuthSettings> {
         match self {
             AuthMethod::Oidc(s) | AuthMethod::Github(s) | AuthMethod::Cilogon(s) => Some(s),
-            AuthMethod::SharedPassword { .. } | AuthMethod::Dummy => None,
+            AuthMethod::SharedPassword { .. }
+            | AuthMethod::Dummy
+            | AuthMethod::Tmp
+            | AuthMethod::Native => None,
         }
     }
 }

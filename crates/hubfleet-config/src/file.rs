@@ -236,6 +236,10 @@ pub(crate) enum AuthKind {
     Github,
     /// CILogon: OpenID Connect with an allow-list of identity providers (`allowed_idps`).
     Cilogon,
+    /// Anonymous users with generated names (`tmp-<random>`): the login page has a "Start a session" button instead of the form, and each user is deleted, with their home directory, when their server stops.
+    Tmp,
+    /// Accounts with passwords (argon2-hashed in the database): people sign up at `/hub/signup`, and an admin approves each account on the admin page before it can log in. Names in `admin_users` are approved at sign-up.
+    Native,
 }
 
 /// How users log in, and who is allowed and admin.
@@ -249,6 +253,8 @@ pub(crate) struct AuthSection {
     /// File holding the password for `shared-password`, read at load time; one trailing newline is trimmed.
     #[schemars(extend("x-value-type" = "path"))]
     pub shared_password_file: Option<PathBuf>,
+    /// `shared-password`: when the configured password stops working, as an RFC 3339 time (`2026-03-01T17:00:00Z`); logins with it are then refused with a message saying it expired. Unset means never. An admin who rotates the password at runtime sets a new expiry with it.
+    pub shared_password_expires_at: Option<String>,
     /// Users with admin rights. Names are lowercased.
     #[serde(deserialize_with = "null_as_default")]
     pub admin_users: Vec<String>,
@@ -338,6 +344,7 @@ impl Default for AuthSection {
             kind: AuthKind::Dummy,
             shared_password: None,
             shared_password_file: None,
+            shared_password_expires_at: None,
             admin_users: Vec::new(),
             allowed_users: Vec::new(),
             blocked_users: Vec::new(),

@@ -84,7 +84,7 @@ fn annotated_example_loads() {
         config.proxy.redirect_http_from,
         Some("0.0.0.0:80".parse().unwrap())
     );
-    let AuthMethod::SharedPassword { password } = &config.auth.method else {
+    let AuthMethod::SharedPassword { password, .. } = &config.auth.method else {
         panic!("expected shared-password, got {:?}", config.auth.method);
     };
     assert_eq!(password.expose(), "correct horse battery staple");
@@ -422,6 +422,31 @@ fn shared_password_rules() {
         "hubfleet.yaml:4:3: give either auth.shared_password or auth.shared_password_file, not both",
         "",
     );
+    assert_error(
+        "auth:\n  kind: shared-password\n  shared_password: longenough\n  shared_password_expires_at: tomorrow\n",
+        "hubfleet.yaml:4:3: auth.shared_password_expires_at: \"tomorrow\" is not an RFC 3339 time",
+        "",
+    );
+    assert_error(
+        "auth:\n  kind: dummy\n  shared_password_expires_at: 2026-03-01T17:00:00Z\n",
+        "hubfleet.yaml:3:3: auth.shared_password_expires_at is only used with `kind: shared-password`",
+        "",
+    );
+}
+
+#[test]
+fn shared_password_expiry_is_parsed() {
+    let config = load_str(
+        "auth:\n  kind: shared-password\n  shared_password: longenough\n  shared_password_expires_at: 2026-03-01T18:00:00+01:00\n",
+    )
+    .unwrap();
+    let AuthMethod::SharedPassword { expires_at, .. } = &config.auth.method else {
+        panic!("shared password");
+    };
+    assert_eq!(
+        expires_at.map(|t| t.to_rfc3339()).as_deref(),
+        Some("2026-03-01T17:00:00+00:00")
+    );
 }
 
 #[test]
@@ -629,7 +654,7 @@ fn secrets_are_read_from_files() {
     )
     .unwrap();
     let config = load(&path).unwrap();
-    let AuthMethod::SharedPassword { password } = &config.auth.method else {
+    let AuthMethod::SharedPassword { password, .. } = &config.auth.method else {
         panic!("{:?}", config.auth.method);
     };
     assert_eq!(password.expose(), "from-a-file");

@@ -293,6 +293,28 @@ impl Resolver<'_> {
         listen: SocketAddr,
         hub_listen: SocketAddr,
     ) -> AuthConfig {
+        let expires_at = section.shared_password_expires_at.take().and_then(|text| {
+            const KEY: &str = "auth.shared_password_expires_at";
+            if section.kind != AuthKind::SharedPassword {
+                self.problem(
+                    &[KEY],
+                    format!("{KEY} is only used with `kind: shared-password`"),
+                );
+                return None;
+            }
+            match chrono::DateTime::parse_from_rfc3339(text.trim()) {
+                Ok(at) => Some(at.with_timezone(&chrono::Utc)),
+                Err(e) => {
+                    self.problem(
+                        &[KEY],
+                        format!(
+                            "{KEY}: {text:?} is not an RFC 3339 time such as 2026-03-01T17:00:00Z ({e})"
+                        ),
+                    );
+                    None
+                }
+            }
+        });
         let method = match section.kind {
             AuthKind::Dummy => {
                 if section.shared_password.is_some() || section.shared_password_file.is_some() {
@@ -336,25 +358,35 @@ impl Resolver<'_> {
                                 ),
                             );
                         }
-                        AuthMethod::SharedPassword { password }
+                        AuthMethod::SharedPassword {
+                            password,
+                            expires_at,
+                        }
                     }
                     None => AuthMethod::SharedPassword {
                         password: Secret::new(String::new()),
+                        expires_at,
                     },
                 }
             }
             AuthKind::Oidc => AuthMethod::Oidc(self.oauth(section.kind, &mut section)),
             AuthKind::Github => AuthMethod::Github(self.oauth(section.kind, &mut section)),
             AuthKind::Cilogon => AuthMethod::Cilogon(self.oauth(section.kind, &mut section)),
+            AuthKind::Tmp => AuthMethod::Tmp,
+            AuthKind::Native => AuthMethod::Native,
         };
         let admin_users = self.user_names("auth.admin_users", section.admin_users);
         let allowed_users = self.user_names("auth.allowed_users", section.allowed_users);
         let blocked_users = self.user_names("auth.blocked_users", section.blocked_users);
         let allow_all = match (&method, section.allow_all) {
             (_, Some(allow_all)) => allow_all,
-            (AuthMethod::SharedPassword { .. } | AuthMethod::Dummy, None) => {
-                allowed_users.is_empty()
-            }
+            (
+                AuthMethod::SharedPassword { .. }
+                | AuthMethod::Dummy
+                | AuthMethod::Tmp
+                | AuthMethod::Native,
+                None,
+            ) => allowed_users.is_empty(),
             (_, None) => false,
         };
         if let Some(oauth) = method.oauth() {

@@ -35,6 +35,7 @@ use crate::identity::{self, Identity, check_xsrf};
 use crate::lifecycle;
 use crate::pages::url_escape;
 use crate::pages::xsrf_token;
+use crate::shared_password;
 use crate::state::AppState;
 
 type AppStateRef = Arc<AppState>;
@@ -71,6 +72,11 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route(&format!("{admin}/users/{{user}}/start"), post(start_server))
         .route(&format!("{admin}/users/{{user}}/stop"), post(stop_server))
         .route(&format!("{admin}/users/{{user}}/token"), post(mint_token))
+        .route(
+            &format!("{admin}/shared-password"),
+            post(rotate_shared_password),
+        )
+        .route(&format!("{admin}/accounts/approve"), post(approve_account))
         .route(&format!("{admin}/groups"), post(create_group))
         .route(&format!("{admin}/groups/members"), post(change_members))
         .with_state(state)
@@ -510,6 +516,18 @@ async fn list_page(
             (page > 1).then(|| page_url(page - 1)),
             (page < pages).then(|| page_url(page + 1)),
         );
+        let pending_accounts: Option<Vec<String>> = match state.authenticator.accounts() {
+            Some(accounts) => Some(
+                accounts
+                    .pending()
+                    .await
+                    .map_err(|e| HubError::Internal(e.to_string()))?
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
+            ),
+            None => None,
+        };
         let (xsrf, xsrf_cookie) = xsrf_token(&state, &headers);
         let (flash, flash_cookie) = take_flash(&state, &headers);
         let page_html = render(
@@ -533,6 +551,13 @@ async fn list_page(
                 groups,
                 group_total,
                 groups_shown => GROUPS_SHOWN,
+                pending_accounts,
+                shared_password => state.authenticator.shared_password().is_some(),
+                shared_password_expires => state
+                    .authenticator
+                    .shared_password()
+                    .and_then(|p| p.expires_at())
+                    .map(|t| when(Some(&t))),
             },
         )?;
         Ok(with_cookies(
@@ -626,6 +651,90 @@ async fn user_page(
             },
         )?;
         Ok(with_cookies(page, xsrf_cookie.into_iter().chain(flash_cookie)))
+    })
+    .await
+}
+
+/// `POST /hub/admin/accounts/approve`: `name`, a `native` account awaiting approval.
+async fn approve_account(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    Form(form): Form<Params>,
+) -> Response {
+    respond(state.clone(), async move {
+        let me = admin_poster(&state, &headers, &uri, &form).await?;
+        require(&me, "admin:users", Resource::Hub)?;
+        let Some(accounts) = state.authenticator.accounts() else {
+            return Ok(back_with(
+                &state,
+                &form,
+                Flash::error("This hub has no sign-up accounts."),
+            ));
+        };
+        let raw = form.get("name").map(String::as_str).unwrap_or("");
+        let Ok(name) = UserName::parse(raw) else {
+            return Ok(back_with(
+                &state,
+                &form,
+                Flash::error(format!("Invalid user name {raw:?}.")),
+            ));
+        };
+        let approved = accounts
+            .approve(&name)
+            .await
+            .map_err(|e| HubError::Internal(e.to_string()))?;
+        let flash = if approved {
+            tracing::info!(by = %me.name(), user = %name, "admin approved an account");
+            Flash::ok(format!("Approved {name}; they can sign in now."))
+        } else {
+            Flash::error(format!("No account named {name}."))
+        };
+        Ok(back_with(&state, &form, flash))
+    })
+    .await
+}
+
+/// `POST /hub/admin/shared-password`: `password`, `expires_at` (optional; RFC 3339 or the
+/// form's `datetime-local`, taken as UTC) and `end_sessions` (`none`, `non-admin`, `all`).
+async fn rotate_shared_password(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    Form(form): Form<Params>,
+) -> Response {
+    respond(state.clone(), async move {
+        let me = admin_poster(&state, &headers, &uri, &form).await?;
+        require(&me, "admin:users", Resource::Hub)?;
+        let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
+        let result = async {
+            let rotation = shared_password::Rotation {
+                password: field("password"),
+                expires_at: shared_password::parse_expiry(field("expires_at"))?,
+                end_sessions: shared_password::EndSessions::parse(field("end_sessions"))?,
+                by: me.name(),
+            };
+            let expires_at = rotation.expires_at;
+            let ended = shared_password::rotate(&state, rotation).await?;
+            Ok::<_, HubError>((expires_at, ended))
+        }
+        .await;
+        let flash = match result {
+            Ok((expires_at, ended)) => {
+                let expiry = match expires_at {
+                    Some(at) => format!(" It expires {}.", when(Some(&at))),
+                    None => " It does not expire.".to_string(),
+                };
+                Flash::ok(format!(
+                    "Shared password changed; the old one no longer works.{expiry} Sessions ended: {ended}."
+                ))
+            }
+            Err(HubError::BadRequest(message) | HubError::Conflict(message)) => {
+                Flash::error(message)
+            }
+            Err(other) => return Err(other.into()),
+        };
+        Ok(back_with(&state, &form, flash))
     })
     .await
 }

@@ -25,6 +25,7 @@ mod proxy_link;
 mod queue;
 mod services;
 mod share_pages;
+mod shared_password;
 mod state;
 mod templates;
 
@@ -53,6 +54,7 @@ pub async fn run(
             source,
         })?;
     lifecycle::prepare(&state).await?;
+    shared_password::load(&state).await?;
     tracing::info!(
         "hub ready on http://{}{}hub/",
         state.config.hub.listen,

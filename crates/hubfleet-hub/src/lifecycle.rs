@@ -518,6 +518,42 @@ async fn cleanup_server(state: &AppState, user: &User, name: &ServerName) {
         Ok(None) => {}
         Err(error) => tracing::error!(%error, user = %user.name, "reading the server"),
     }
+    if state.authenticator.is_ephemeral(&user.name) {
+        remove_ephemeral_user(state, user).await;
+    }
+}
+
+/// Deletes an ephemeral user (the `tmp` authenticator's) and their home directory,
+/// `<data_dir>/homes/<name>`, once none of their servers is active any more.
+async fn remove_ephemeral_user(state: &AppState, user: &User) {
+    match state.store.list_user_servers(user.id).await {
+        Ok(servers) if servers.iter().all(|s| s.status == ServerStatus::Stopped) => {}
+        Ok(_) => return,
+        Err(error) => {
+            tracing::error!(%error, user = %user.name, "listing an ephemeral user's servers");
+            return;
+        }
+    }
+    match state.store.delete_user(user.id).await {
+        Ok(()) | Err(hubfleet_store::StoreError::NotFound) => {}
+        Err(error) => {
+            tracing::error!(%error, user = %user.name, "deleting an ephemeral user");
+            return;
+        }
+    }
+    let home = state.config.data_dir.join("homes").join(user.name.as_str());
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&home) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("{}: {e}", home.display()))
+        }
+        _ => Ok(()),
+    })
+    .await;
+    match removed {
+        Ok(Ok(())) => tracing::info!(user = %user.name, "ephemeral user and home removed"),
+        Ok(Err(error)) => tracing::error!(%error, user = %user.name, "removing an ephemeral home"),
+        Err(error) => tracing::error!(%error, user = %user.name, "removing an ephemeral home"),
+    }
 }
 
 async fn add_route(

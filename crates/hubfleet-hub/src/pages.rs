@@ -59,6 +59,10 @@ pub(crate) fn router(state: AppStateRef) -> Router {
     let base = state.config.base_url.clone();
     let mut router = Router::new()
         .route(&format!("{hub}login"), get(login_form).post(login_submit))
+        .route(
+            &format!("{hub}signup"),
+            get(signup_form).post(signup_submit),
+        )
         .route(&format!("{hub}logout"), get(logout))
         .route(&format!("{hub}home"), get(home))
         .route(&hub, get(hub_root))
@@ -256,10 +260,13 @@ async fn login_form(
     let (xsrf, cookie) = xsrf_token(&state, &headers);
     // Redirect logins show a "Sign in with …" button instead of the password form.
     let login_service = state.authenticator.redirect().map(|r| r.login_service());
+    // Anonymous logins (`tmp`) show a "Start a session" button.
+    let anonymous = state.authenticator.anonymous();
+    let signup = state.authenticator.accounts().is_some();
     let page = html(
         &state,
         "login.html",
-        context! { xsrf, next => next.unwrap_or_default(), username => "", message => "", login_service },
+        context! { xsrf, next => next.unwrap_or_default(), username => "", message => "", login_service, anonymous, signup },
         StatusCode::OK,
     )?;
     Ok(with_cookies(page, cookie))
@@ -316,20 +323,39 @@ async fn login_attempt(
         let page = html(
             &state,
             "login.html",
-            context! { xsrf, next => next.clone().unwrap_or_default(), username => typed, message },
+            context! {
+                xsrf,
+                next => next.clone().unwrap_or_default(),
+                username => typed,
+                message,
+                signup => state.authenticator.accounts().is_some(),
+            },
             StatusCode::FORBIDDEN,
         )?;
         Ok(with_cookies(page, cookie))
     };
+    if state.authenticator.anonymous() {
+        let authenticated = state
+            .authenticator
+            .new_anonymous_user()
+            .ok_or_else(|| HubError::Internal("no name for an anonymous user".into()))
+            .page(&state, None)?;
+        return match finish_login(&state, authenticated, next.clone()).await? {
+            Ok(response) => Ok(response),
+            Err(refusal) => refuse(&refusal),
+        };
+    }
     let Ok(name) = UserName::parse(typed) else {
         return refuse("Invalid username or password.");
     };
-    let authenticated = state
-        .authenticator
-        .authenticate(&name, password)
-        .await
-        .map_err(|e| HubError::Internal(e.to_string()))
-        .page(&state, None)?;
+    let authenticated = match state.authenticator.authenticate(&name, password).await {
+        Ok(authenticated) => authenticated,
+        Err(hubfleet_types::AuthError::Refused(message)) => {
+            tracing::info!(user = %name, reason = %message, "login refused");
+            return refuse(&message);
+        }
+        Err(e) => return Err(HubError::Internal(e.to_string())).page(&state, None),
+    };
     let Some(authenticated) = authenticated else {
         tracing::info!(user = %name, "failed login");
         return refuse("Invalid username or password.");
@@ -337,6 +363,76 @@ async fn login_attempt(
     match finish_login(&state, authenticated, next.clone()).await? {
         Ok(response) => Ok(response),
         Err(refusal) => refuse(&refusal),
+    }
+}
+
+/// `GET /hub/signup` (`native` logins only): the sign-up form.
+async fn signup_form(State(state): State<AppStateRef>, headers: HeaderMap) -> PageResult {
+    if state.authenticator.accounts().is_none() {
+        return Ok(error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "This hub has no sign-up.",
+            None,
+        ));
+    }
+    let (xsrf, cookie) = xsrf_token(&state, &headers);
+    let page = html(
+        &state,
+        "signup.html",
+        context! { xsrf, username => "", message => "", created => false },
+        StatusCode::OK,
+    )?;
+    Ok(with_cookies(page, cookie))
+}
+
+/// `POST /hub/signup`: `username`, `password`; creates an account awaiting approval.
+async fn signup_submit(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Form(form): Form<Params>,
+) -> PageResult {
+    let Some(accounts) = state.authenticator.accounts() else {
+        return Ok(error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "This hub has no sign-up.",
+            None,
+        ));
+    };
+    check_xsrf(&headers, form.get("_xsrf").map(String::as_str)).page(&state, None)?;
+    let typed = form.get("username").map(String::as_str).unwrap_or("");
+    let password = form.get("password").map(String::as_str).unwrap_or("");
+    let render = |status: StatusCode, message: &str, created: bool| {
+        let (xsrf, cookie) = xsrf_token(&state, &headers);
+        let page = html(
+            &state,
+            "signup.html",
+            context! { xsrf, username => typed, message, created },
+            status,
+        )?;
+        Ok(with_cookies(page, cookie))
+    };
+    let Ok(name) = UserName::parse(typed) else {
+        return render(
+            StatusCode::BAD_REQUEST,
+            "Invalid user name: use letters, digits, '-', '_', '.' or '@'.",
+            false,
+        );
+    };
+    match accounts.sign_up(&name, password).await {
+        Ok(()) => {
+            tracing::info!(user = %name, "account created, awaiting approval");
+            render(
+                StatusCode::OK,
+                "Your account was created. An administrator must approve it before you can sign in.",
+                true,
+            )
+        }
+        Err(hubfleet_types::AuthError::Refused(message)) => {
+            render(StatusCode::BAD_REQUEST, &message, false)
+        }
+        Err(e) => Err(HubError::Internal(e.to_string())).page(&state, None),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::HubError;
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
     ("login.html", include_str!("../templates/login.html")),
+    ("signup.html", include_str!("../templates/signup.html")),
     ("home.html", include_str!("../templates/home.html")),
     (
         "spawn_pending.html",

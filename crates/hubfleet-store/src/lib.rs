@@ -32,6 +32,6 @@ pub use model::{
     Backend, Group, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service,
     Session, TokenOwner, TokenRecord, User, UserQuery, UserSort, UserState, Visibility,
 };
-pub use passwords::StoredSharedPassword;
+pub use passwords::{NativeAccountRow, StoredSharedPassword};
 pub use shares::{Share, ShareCode, ShareQuery, ShareWith, SharedServer, filter_to_server};
 pub use store::Store;

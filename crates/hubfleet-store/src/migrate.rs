@@ -45,7 +45,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 5,
-        description: "runtime shared password (hashed)",
+        description: "runtime shared password, native accounts (hashed)",
         sqlite: include_str!("../migrations/sqlite/0005_passwords.sql"),
         postgres: include_str!("../migrations/postgres/0005_passwords.sql"),
     },

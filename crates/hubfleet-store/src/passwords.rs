@@ -1,5 +1,6 @@
-//! The shared password an admin set at runtime, replacing the configured one: only its argon2
-//! hash (a PHC string) is stored, with an optional expiry. There is at most one.
+//! Stored password hashes (argon2 PHC strings, never passwords): the shared password an admin set
+//! at runtime, replacing the configured one, with an optional expiry (at most one); and the
+//! `native` authenticator's accounts, which an admin approves before they can log in.
 
 use std::fmt;
 
@@ -7,6 +8,7 @@ use hubfleet_types::Timestamp;
 
 use crate::error::StoreError;
 use crate::store::{Columns, Store, dispatch};
+use crate::users::expect_one;
 
 /// The stored shared password. `Debug` redacts the hash.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,6 +77,92 @@ impl Store {
     }
 }
 
+/// A `native` account. `Debug` redacts the hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NativeAccountRow {
+    pub name: String,
+    /// argon2 PHC string.
+    pub hash: String,
+    pub approved: bool,
+}
+
+impl fmt::Debug for NativeAccountRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NativeAccountRow")
+            .field("name", &self.name)
+            .field("hash", &"***")
+            .field("approved", &self.approved)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Creates an unapproved account; [`StoreError::Conflict`] if the name is taken.
+    pub async fn create_native_account(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        dispatch!(self, write, |pool| {
+            let done = sqlx::query(
+                "INSERT INTO native_accounts (name, hash, approved, created) \
+                 VALUES ($1, $2, FALSE, $3) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(hash)
+            .bind(hubfleet_types::now().timestamp_micros())
+            .execute(pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!("account {name:?} exists")));
+            }
+            Ok(())
+        })
+    }
+
+    pub async fn get_native_account(
+        &self,
+        name: &str,
+    ) -> Result<Option<NativeAccountRow>, StoreError> {
+        dispatch!(self, read, |pool| {
+            let row =
+                sqlx::query("SELECT name, hash, approved FROM native_accounts WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(pool)
+                    .await?;
+            row.map(|row| {
+                Ok(NativeAccountRow {
+                    name: row.text("name")?,
+                    hash: row.text("hash")?,
+                    approved: row.boolean("approved")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// Approves the account; [`StoreError::NotFound`] if there is none.
+    pub async fn approve_native_account(&self, name: &str) -> Result<(), StoreError> {
+        dispatch!(self, write, |pool| {
+            let done = sqlx::query("UPDATE native_accounts SET approved = TRUE WHERE name = $1")
+                .bind(name)
+                .execute(pool)
+                .await?;
+            expect_one(done.rows_affected())
+        })
+    }
+
+    /// Names of accounts awaiting approval, oldest first (at most `limit`).
+    pub async fn pending_native_accounts(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, read, |pool| {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM native_accounts WHERE approved = FALSE \
+                 ORDER BY created, name LIMIT $1",
+            )
+            .bind(limit.max(0))
+            .fetch_all(pool)
+            .await?;
+            Ok(names)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +192,36 @@ mod tests {
         assert_eq!(got.hash, "$argon2id$second");
         assert_eq!(got.expires_at, None);
         assert!(!format!("{got:?}").contains("second"));
+    }
+
+    #[tokio::test]
+    async fn native_accounts_are_created_unapproved_and_approved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        store.create_native_account("ann", "$h1").await.unwrap();
+        assert!(matches!(
+            store.create_native_account("ann", "$h2").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let ann = store.get_native_account("ann").await.unwrap().unwrap();
+        assert!(!ann.approved);
+        assert_eq!(ann.hash, "$h1");
+        assert_eq!(store.pending_native_accounts(10).await.unwrap(), ["ann"]);
+        store.approve_native_account("ann").await.unwrap();
+        assert!(
+            store
+                .get_native_account("ann")
+                .await
+                .unwrap()
+                .unwrap()
+                .approved
+        );
+        assert!(store.pending_native_accounts(10).await.unwrap().is_empty());
+        assert!(matches!(
+            store.approve_native_account("bob").await,
+            Err(StoreError::NotFound)
+        ));
     }
 }

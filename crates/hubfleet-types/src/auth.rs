@@ -91,6 +91,28 @@ pub trait Authenticator: Send + Sync + 'static {
         None
     }
 
+    /// Whether people log in without credentials, with a "Start a session" button instead of the
+    /// form; [`Authenticator::new_anonymous_user`] then names them.
+    fn anonymous(&self) -> bool {
+        false
+    }
+
+    /// A fresh, unused-looking user for an anonymous login (`tmp-<random>`); `None` unless
+    /// [`Authenticator::anonymous`].
+    fn new_anonymous_user(&self) -> Option<AuthenticatedUser> {
+        None
+    }
+
+    /// Whether the hub deletes this user, with their home directory, when their server stops.
+    fn is_ephemeral(&self, _user: &UserName) -> bool {
+        false
+    }
+
+    /// `Some` for authenticators with self-service accounts (`native`): sign-up and approval.
+    fn accounts(&self) -> Option<&dyn SignUp> {
+        None
+    }
+
     /// `Some` for authenticators with one shared password that admins can replace at runtime.
     fn shared_password(&self) -> Option<&dyn RotatablePassword> {
         None
@@ -187,4 +209,44 @@ pub trait RedirectLogin: Send + Sync {
     fn open_auth_state(&self, _sealed: &[u8]) -> Result<AuthState, AuthError> {
         Err(AuthError::Backend("auth state is not enabled".into()))
     }
+}
+
+/// A `native` account as stored. `Debug` redacts the hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NativeAccount {
+    /// argon2 PHC string.
+    pub hash: String,
+    pub approved: bool,
+}
+
+impl fmt::Debug for NativeAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NativeAccount")
+            .field("hash", &"***")
+            .field("approved", &self.approved)
+            .finish()
+    }
+}
+
+/// Where `native` accounts live (the hub database; the binary wires it in).
+#[async_trait]
+pub trait NativeAccounts: Send + Sync + 'static {
+    async fn get(&self, name: &UserName) -> Result<Option<NativeAccount>, AuthError>;
+    /// Creates an unapproved account; `false` if the name is taken.
+    async fn create(&self, name: &UserName, hash: &str) -> Result<bool, AuthError>;
+    /// `false` if there is no such account.
+    async fn approve(&self, name: &UserName) -> Result<bool, AuthError>;
+    /// Accounts awaiting approval, oldest first.
+    async fn pending(&self) -> Result<Vec<UserName>, AuthError>;
+}
+
+/// Self-service accounts: sign-up creates an unapproved account, an admin approves it.
+#[async_trait]
+pub trait SignUp: Send + Sync {
+    /// Creates an unapproved account. [`AuthError::Refused`] (shown to the person) if the name is
+    /// taken or the password too short.
+    async fn sign_up(&self, name: &UserName, password: &str) -> Result<(), AuthError>;
+    /// `false` if there is no such account.
+    async fn approve(&self, name: &UserName) -> Result<bool, AuthError>;
+    async fn pending(&self) -> Result<Vec<UserName>, AuthError>;
 }

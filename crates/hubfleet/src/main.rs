@@ -152,8 +152,12 @@ async fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyho
     }));
 
     let authenticator: Arc<dyn Authenticator> = match &config.auth.method {
-        AuthMethod::SharedPassword { password } => Arc::new(
-            hubfleet_auth::SharedPasswordAuthenticator::new(password.expose()),
+        AuthMethod::SharedPassword {
+            password,
+            expires_at,
+        } => Arc::new(
+            hubfleet_auth::SharedPasswordAuthenticator::new(password.expose())
+                .with_expiry(*expires_at),
         ),
         AuthMethod::Dummy => {
             tracing::warn!("auth.kind is dummy: any password logs in (loopback only)");
@@ -166,6 +170,11 @@ async fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyho
         AuthMethod::Cilogon(settings) => Arc::new(hubfleet_auth::OidcAuthenticator::new(
             settings.clone(),
             hubfleet_auth::OidcFlavour::Cilogon,
+        )),
+        AuthMethod::Tmp => Arc::new(hubfleet_auth::TmpAuthenticator),
+        AuthMethod::Native => Arc::new(hubfleet_auth::NativeAuthenticator::new(
+            Arc::new(StoreAccounts(store.clone())),
+            config.auth.admin_users.clone(),
         )),
         AuthMethod::Github(settings) => {
             Arc::new(hubfleet_auth::GithubAuthenticator::new(settings.clone()))
@@ -278,5 +287,65 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// The `native` authenticator's accounts, kept in the hub database.
+struct StoreAccounts(hubfleet_store::Store);
+
+fn account_error(error: hubfleet_store::StoreError) -> hubfleet_types::AuthError {
+    hubfleet_types::AuthError::Backend(error.to_string())
+}
+
+#[async_trait::async_trait]
+impl hubfleet_types::auth::NativeAccounts for StoreAccounts {
+    async fn get(
+        &self,
+        name: &hubfleet_types::UserName,
+    ) -> Result<Option<hubfleet_types::auth::NativeAccount>, hubfleet_types::AuthError> {
+        Ok(self
+            .0
+            .get_native_account(name.as_str())
+            .await
+            .map_err(account_error)?
+            .map(|row| hubfleet_types::auth::NativeAccount {
+                hash: row.hash,
+                approved: row.approved,
+            }))
+    }
+
+    async fn create(
+        &self,
+        name: &hubfleet_types::UserName,
+        hash: &str,
+    ) -> Result<bool, hubfleet_types::AuthError> {
+        match self.0.create_native_account(name.as_str(), hash).await {
+            Ok(()) => Ok(true),
+            Err(hubfleet_store::StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(account_error(e)),
+        }
+    }
+
+    async fn approve(
+        &self,
+        name: &hubfleet_types::UserName,
+    ) -> Result<bool, hubfleet_types::AuthError> {
+        match self.0.approve_native_account(name.as_str()).await {
+            Ok(()) => Ok(true),
+            Err(hubfleet_store::StoreError::NotFound) => Ok(false),
+            Err(e) => Err(account_error(e)),
+        }
+    }
+
+    async fn pending(&self) -> Result<Vec<hubfleet_types::UserName>, hubfleet_types::AuthError> {
+        let names = self
+            .0
+            .pending_native_accounts(200)
+            .await
+            .map_err(account_error)?;
+        Ok(names
+            .iter()
+            .filter_map(|n| hubfleet_types::UserName::parse(n).ok())
+            .collect())
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{AppStateRef, Params, authenticated, json_object, models, pagination, require};
 use crate::error::{ApiError, ApiResult};
-use crate::{HubError, JUPYTERHUB_COMPAT_VERSION, lifecycle};
+use crate::{HubError, JUPYTERHUB_COMPAT_VERSION, lifecycle, shared_password};
 
 pub(super) async fn version() -> Response {
     (
@@ -160,6 +160,44 @@ pub(super) async fn shutdown(
         axum::Json(json!({ "message": "Shutting down Hub" })),
     )
         .into_response())
+}
+
+/// `POST /shared-password` (hubfleet's own): replaces the shared password. Body:
+/// `{"password": "...", "expires_at": "<RFC 3339>" | null, "end_sessions": "none" | "non-admin" | "all"}`.
+/// Answers `{"expires_at": ..., "sessions_ended": n}`.
+pub(super) async fn rotate_shared_password(
+    State(state): State<AppStateRef>,
+    method: Method,
+    headers: HeaderMap,
+    Query(query): Query<Params>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let identity = authenticated(&state, &method, &headers, &query).await?;
+    require(&identity, &["admin:users"], Resource::Hub)?;
+    let body = json_object(&body)?;
+    super::only_keys(&body, &["password", "expires_at", "end_sessions"])?;
+    let text = |key: &str| -> Result<&str, ApiError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(""),
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(ApiError(HubError::BadRequest(format!(
+                "{key} must be a string"
+            )))),
+        }
+    };
+    let expires_at = shared_password::parse_expiry(text("expires_at")?)?;
+    let rotation = shared_password::Rotation {
+        password: text("password")?,
+        expires_at,
+        end_sessions: shared_password::EndSessions::parse(text("end_sessions")?)?,
+        by: identity.name(),
+    };
+    let ended = shared_password::rotate(&state, rotation).await?;
+    Ok(axum::Json(json!({
+        "expires_at": expires_at.map(|t| hubfleet_types::isoformat(&t)),
+        "sessions_ended": ended,
+    }))
+    .into_response())
 }
 
 /// `GET /services`: an object keyed by name (JupyterHub returns an object, not the spec's list).

@@ -54,6 +54,7 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET "/health", "Liveness check", [], [OK], hub::health),
     endpoint!(GET "/openapi.json", "This document", [], [OK], openapi_handler),
     endpoint!(POST "/shutdown", "Shut the hub down", ["shutdown"], [(202, "Shutting down")], hub::shutdown),
+    endpoint!(POST "/shared-password", "Replace the shared password (hubfleet): password, expires_at, end_sessions (none, non-admin, all)", ["admin:users"], [OK, (409, "The hub has no shared password")], hub::rotate_shared_password),
     endpoint!(GET "/user", "Identify the caller (user or service) and its scopes", [], [OK], users::whoami),
     endpoint!(GET "/users", "List users (paginated)", ["list:users"], [OK], users::list),
     endpoint!(POST "/users", "Create several users", ["admin:users"], [CREATED, (409, "All users exist")], users::create_many),

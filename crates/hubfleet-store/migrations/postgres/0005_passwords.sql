@@ -8,3 +8,12 @@ CREATE TABLE shared_password (
     set_at BIGINT NOT NULL,
     set_by TEXT NOT NULL
 );
+
+-- Accounts of the `native` authenticator: sign-up creates an unapproved account; an admin
+-- approves it before it can log in. Passwords only as argon2 hashes.
+CREATE TABLE native_accounts (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    approved BOOLEAN NOT NULL DEFAULT FALSE,
+    created BIGINT NOT NULL
+);

@@ -207,7 +207,7 @@ impl Browser {
 }
 
 /// The `value` of `<input … name="<name>" … value="…">` in an HTML page.
-fn hidden_input_value(html: &str, name: &str) -> Option<String> {
+pub fn hidden_input_value(html: &str, name: &str) -> Option<String> {
     let needle = format!("name=\"{name}\"");
     html.split("<input").skip(1).find_map(|tag| {
         let tag = &tag[..tag.find('>')?];

@@ -22,7 +22,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use browser::{Browser, KernelError, KernelSocket};
+pub use browser::{Browser, KernelError, KernelSocket, hidden_input_value};
 pub use process::{ProcessGuard, descendant_pids};
 pub use proxy_process::HubfleetProxy;
 pub use stock_hub::{STOCK_HUB_PASSWORD, StockJupyterHub, chp_path};
