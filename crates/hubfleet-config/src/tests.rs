@@ -755,6 +755,7 @@ fn reference_documents_every_key() {
         "`auth.kind`",
         "`auth.shared_password`",
         "`auth.shared_password_file`",
+        "`auth.shared_password_expires_at`",
         "`auth.admin_users`",
         "`auth.allowed_users`",
         "`spawner.kind`",
@@ -783,7 +784,7 @@ fn reference_documents_every_key() {
     );
     assert!(
         markdown.contains(
-            "| `auth.kind` | `shared-password` \\| `dummy` \\| `oidc` \\| `github` \\| `cilogon` | `dummy` |"
+            "| `auth.kind` | `shared-password` \\| `dummy` \\| `oidc` \\| `github` \\| `cilogon` \\| `tmp` \\| `native` | `dummy` |"
         ),
         "{markdown}"
     );

@@ -7,7 +7,8 @@
 #   crates/hubfleet-loadsim/scripts/class-start.sh hubfleet|jupyterhub [extra hubfleet-loadsim run args]
 #
 # Environment: HUBFLEET_BIN (default target/release/hubfleet), LOADSIM_BIN (default
-# target/release/hubfleet-loadsim), SCENARIO (default class-600), OUT (JSON report path).
+# target/release/hubfleet-loadsim), SCENARIO (default class-600), OUT (JSON report path),
+# DB_URL (hubfleet only: a PostgreSQL URL instead of SQLite, e.g. a fresh database).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 root=$(pwd)
@@ -69,6 +70,9 @@ services:
     api_token: "$token"
     admin: true
 EOF
+    if [ -n "${DB_URL:-}" ]; then
+      printf 'db:\n  url: "%s"\n' "$DB_URL" >> "$dir/hubfleet.yaml"
+    fi
     (cd "$dir" && exec "$hubfleet_bin" serve --config "$dir/hubfleet.yaml" > "$dir/hub.log" 2>&1) &
     hub_pid=$!
     wait_for "http://127.0.0.1:$public/hub/api"

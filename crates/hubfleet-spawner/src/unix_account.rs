@@ -100,21 +100,7 @@ pub(crate) async fn ensure_account(
     let account = match lookup(name)? {
         Some(account) => account,
         None => {
-            let output = Command::new("useradd")
-                .arg("--no-create-home")
-                .arg("--home-dir")
-                .arg(home)
-                .arg("--shell")
-                .arg(shell)
-                .arg("--user-group")
-                .arg("--")
-                .arg(name)
-                .output()
-                .await
-                .map_err(|source| AccountError::UseraddNotRunnable {
-                    name: name.to_string(),
-                    source,
-                })?;
+            let output = run_useradd(name, home, shell).await?;
             // Exit status 9 means "already exists": another spawn created it meanwhile, which is fine.
             if !output.status.success() && output.status.code() != Some(9) {
                 return Err(AccountError::UseraddFailed {
@@ -137,6 +123,44 @@ pub(crate) async fn ensure_account(
         });
     }
     Ok(account)
+}
+
+/// How long `useradd` is retried while another process holds the account database's lock.
+const USERADD_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs `useradd`, retrying while another process (another hub, an admin's `userdel`) holds
+/// `/etc/passwd.lock` or `/etc/group.lock`: the shadow tools fail at once instead of waiting.
+async fn run_useradd(
+    name: &str,
+    home: &Path,
+    shell: &Path,
+) -> Result<std::process::Output, AccountError> {
+    let deadline = tokio::time::Instant::now() + USERADD_LOCK_PATIENCE;
+    let mut delay = std::time::Duration::from_millis(20);
+    loop {
+        let output = Command::new("useradd")
+            .arg("--no-create-home")
+            .arg("--home-dir")
+            .arg(home)
+            .arg("--shell")
+            .arg(shell)
+            .arg("--user-group")
+            .arg("--")
+            .arg(name)
+            .output()
+            .await
+            .map_err(|source| AccountError::UseraddNotRunnable {
+                name: name.to_string(),
+                source,
+            })?;
+        let locked =
+            !output.status.success() && String::from_utf8_lossy(&output.stderr).contains(".lock");
+        if !locked || tokio::time::Instant::now() >= deadline {
+            return Ok(output);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_millis(500));
+    }
 }
 
 #[cfg(test)]
@@ -198,5 +222,27 @@ mod tests {
         let spelt = hashed.strip_prefix("hf-").unwrap();
         // Whatever a user registers to imitate it contains `_`, so it is hashed itself.
         assert_ne!(account_name_for("hf-", spelt), hashed);
+    }
+
+    #[tokio::test]
+    async fn account_creation_waits_for_another_process_holding_the_passwd_lock() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: creating Unix accounts needs root");
+            return;
+        }
+        let name = "hfts-lockwait";
+        // The shadow tools' lock: a file naming a live process (this test's own pid).
+        let lock = Path::new("/etc/passwd.lock");
+        assert!(!lock.exists(), "another process holds {}", lock.display());
+        std::fs::write(lock, format!("{}", std::process::id())).unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await; // holds the lock a while
+            std::fs::remove_file("/etc/passwd.lock").unwrap();
+        });
+        let created = ensure_account(name, Path::new("/nonexistent"), Path::new("/bin/sh")).await;
+        release.await.unwrap();
+        let _ = std::process::Command::new("userdel").arg(name).status();
+        let account = created.expect("useradd waited for the lock instead of failing");
+        assert_eq!(account.name, name);
     }
 }

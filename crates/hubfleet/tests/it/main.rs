@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod hub;
 mod login;
+mod native_accounts;
 mod passwords;
 mod proxy;
 mod scale;
