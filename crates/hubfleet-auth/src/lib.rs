@@ -1,7 +1,10 @@
 //! Authenticators: implementations of [`hubfleet_types::Authenticator`].
 //!
-//! Form logins: a shared password (workshops hand one out) and a dummy authenticator for trying
-//! hubfleet on a laptop (the config crate refuses it unless the hub only listens on loopback).
+//! Form logins: a shared password (workshops hand one out; admins can rotate it at runtime, and it
+//! can expire), `native` sign-up accounts that admins approve ([`NativeAuthenticator`]), and a dummy
+//! authenticator for trying hubfleet on a laptop (the config crate refuses it unless the hub only
+//! listens on loopback). Anonymous logins: `tmp` ([`TmpAuthenticator`]), ephemeral users.
+//! Passwords the hub stores are argon2 hashes ([`password`]).
 //!
 //! Redirect logins ([`hubfleet_types::auth::RedirectLogin`]): generic OpenID Connect and CILogon
 //! ([`OidcAuthenticator`]) and GitHub ([`GithubAuthenticator`]), with `auth_state` sealed by

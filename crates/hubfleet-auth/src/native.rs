@@ -17,6 +17,9 @@ pub struct NativeAuthenticator {
     accounts: Arc<dyn NativeAccounts>,
     /// Approved at sign-up (`admin_users`).
     approved_at_sign_up: Vec<UserName>,
+    /// A hash to verify against for names without an account, so that the answer takes as long
+    /// as for a real account and does not reveal which names exist.
+    decoy: tokio::sync::OnceCell<String>,
 }
 
 impl NativeAuthenticator {
@@ -24,6 +27,7 @@ impl NativeAuthenticator {
         NativeAuthenticator {
             accounts,
             approved_at_sign_up,
+            decoy: tokio::sync::OnceCell::new(),
         }
     }
 }
@@ -40,6 +44,11 @@ impl Authenticator for NativeAuthenticator {
         password: &str,
     ) -> Result<Option<AuthenticatedUser>, AuthError> {
         let Some(account) = self.accounts.get(username).await? else {
+            let decoy = self
+                .decoy
+                .get_or_try_init(|| password::hash_password("no such account"))
+                .await?;
+            password::verify_password(password, decoy).await?;
             return Ok(None);
         };
         if !password::verify_password(password, &account.hash).await? {
