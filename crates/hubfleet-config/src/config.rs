@@ -73,6 +73,9 @@ pub struct AuthConfig {
     /// Everyone who authenticates is admitted (resolved: for form logins, `true` when
     /// `allowed_users` is empty unless set).
     pub allow_all: bool,
+    /// Users already in the database are admitted (resolved: `true` when `allowed_users` is set,
+    /// unless set).
+    pub allow_existing_users: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -266,6 +266,10 @@ pub(crate) struct AuthSection {
     pub blocked_users: Vec<String>,
     /// Admit everyone the identity provider vouches for (JupyterHub 5's `allow_all`). For `oidc`, `github` and `cilogon` the default is `false`, and some allow rule (`allow_all`, `allowed_users`, `admin_users`, `allowed_groups`, `allowed_organizations`) is required. For `shared-password` and `dummy` the default is `true` when `allowed_users` is empty.
     pub allow_all: Option<bool>,
+    /// Admit users who already exist in the hub's database (created by an admin or through the
+    /// REST API) even when no other rule admits them (JupyterHub 5's `allow_existing_users`).
+    /// Defaults to `true` when `allowed_users` is set, `false` otherwise.
+    pub allow_existing_users: Option<bool>,
     /// OAuth: the absolute callback URL registered with the provider, ending in `hub/oauth_callback`. Unset means derived from the browser's request (`http(s)://<host><base_url>hub/oauth_callback`).
     pub callback_url: Option<String>,
     /// OAuth client id.
@@ -349,6 +353,7 @@ impl Default for AuthSection {
             allowed_users: Vec::new(),
             blocked_users: Vec::new(),
             allow_all: None,
+            allow_existing_users: None,
             callback_url: None,
             client_id: None,
             client_secret: None,

@@ -389,6 +389,9 @@ impl Resolver<'_> {
             ) => allowed_users.is_empty(),
             (_, None) => false,
         };
+        let allow_existing_users = section
+            .allow_existing_users
+            .unwrap_or(!allowed_users.is_empty());
         if let Some(oauth) = method.oauth() {
             let anyone_allowed = allow_all
                 || !allowed_users.is_empty()
@@ -408,6 +411,7 @@ impl Resolver<'_> {
             allowed_users,
             blocked_users,
             allow_all,
+            allow_existing_users,
         }
     }
 

@@ -457,11 +457,17 @@ pub(crate) async fn finish_login(
     }
     let configured_admin = auth.admin_users.contains(name);
     let is_admin = configured_admin || authenticated.admin == Some(true);
-    if !(auth.allow_all || auth.allowed_users.contains(name) || is_admin || authenticated.allowed) {
+    let existing = state.store.get_user(name).await.page(&state, None)?;
+    let admitted = auth.allow_all
+        || auth.allowed_users.contains(name)
+        || is_admin
+        || authenticated.allowed
+        || (auth.allow_existing_users && existing.is_some());
+    if !admitted {
         tracing::info!(user = %name, "login refused: not allowed");
         return Ok(Err(NOT_ALLOWED.into()));
     }
-    let user = match state.store.get_user(name).await.page(&state, None)? {
+    let user = match existing {
         Some(user) => {
             // admin_users are always admins; otherwise an authenticator that decides admin
             // (admin_groups) grants and revokes it, and form logins only ever grant.

@@ -372,3 +372,42 @@ async fn a_failing_spawn_shows_the_failure_and_log_and_can_be_retried() {
         .await;
     assert!(html.contains("JupyterLab"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_users_admit_listed_and_existing_users_only() {
+    use crate::support::test_hub::HubOptions;
+    for (allow_existing, existing_admitted) in
+        [("", true), ("  allow_existing_users: false\n", false)]
+    {
+        let auth = format!(
+            "auth:\n  kind: shared-password\n  shared_password: \"{PASSWORD}\"\n  allowed_users: [itallowlisted]\n{allow_existing}"
+        );
+        let hub = TestHub::start_with_options(HubOptions {
+            auth_yaml: Some(&auth),
+            ..HubOptions::default()
+        })
+        .await;
+        let listed = hub.browser().login("itallowlisted", PASSWORD).await;
+        assert_eq!(listed.status(), StatusCode::FOUND, "a listed user logs in");
+        let stranger = hub.browser().login("itstranger", PASSWORD).await;
+        assert_eq!(
+            stranger.status(),
+            StatusCode::FORBIDDEN,
+            "an unlisted new user is refused"
+        );
+        // An admin adds a user through the REST API: JupyterHub 5's allow_existing_users decides.
+        let created = hub.api(reqwest::Method::POST, "/users/itexisting").await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let existing = hub.browser().login("itexisting", PASSWORD).await;
+        let expected = if existing_admitted {
+            StatusCode::FOUND
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(
+            existing.status(),
+            expected,
+            "allow_existing_users={existing_admitted}"
+        );
+    }
+}
