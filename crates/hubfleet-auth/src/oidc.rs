@@ -380,7 +380,11 @@ impl RedirectLogin for OidcAuthenticator {
             .map(|c| rules::claim_list(&claims, c))
             .unwrap_or_default();
         let state = Self::auth_state(&token, &claims, None);
-        Ok(rules::decide(&self.settings, name, groups, state))
+        let mut user = rules::decide(&self.settings, name, groups, state);
+        if self.settings.manage_roles {
+            user.roles = Some(rules::claim_list(&claims, &self.settings.roles_claim));
+        }
+        Ok(user)
     }
 
     async fn refresh(

@@ -85,6 +85,7 @@ pub(crate) fn decide(
         admin,
         allowed,
         groups: settings.manage_groups.then_some(groups),
+        roles: None,
         auth_state: settings.auth_state_key.is_some().then_some(auth_state),
     }
 }

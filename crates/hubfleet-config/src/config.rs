@@ -133,6 +133,8 @@ pub struct OAuthSettings {
     pub allowed_groups: Vec<String>,
     pub admin_groups: Vec<String>,
     pub manage_groups: bool,
+    pub manage_roles: bool,
+    pub roles_claim: String,
     pub required_scopes: Vec<String>,
     /// GitHub: `org` or `org:team`, lowercased.
     pub allowed_organizations: Vec<String>,

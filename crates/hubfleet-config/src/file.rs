@@ -305,6 +305,11 @@ pub(crate) struct AuthSection {
     pub admin_groups: Vec<String>,
     /// Make the hub's groups for each user exactly the provider's groups at every login.
     pub manage_groups: bool,
+    /// `oidc`, `cilogon`: make each user's roles exactly the role names in `roles_claim` at every
+    /// login (JupyterHub's `manage_roles`). Only roles defined under `roles:` are assigned.
+    pub manage_roles: bool,
+    /// Claim holding the user's role names, for `manage_roles`.
+    pub roles_claim: String,
     /// Refuse logins unless the provider granted all these scopes.
     #[serde(deserialize_with = "null_as_default")]
     pub required_scopes: Vec<String>,
@@ -370,6 +375,8 @@ impl Default for AuthSection {
             allowed_groups: Vec::new(),
             admin_groups: Vec::new(),
             manage_groups: false,
+            manage_roles: false,
+            roles_claim: "roles".to_string(),
             required_scopes: Vec::new(),
             allowed_organizations: Vec::new(),
             allowed_idps: BTreeMap::new(),

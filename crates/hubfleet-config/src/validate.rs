@@ -600,6 +600,8 @@ impl Resolver<'_> {
             allowed_groups: std::mem::take(&mut section.allowed_groups),
             admin_groups: std::mem::take(&mut section.admin_groups),
             manage_groups: section.manage_groups,
+            manage_roles: section.manage_roles,
+            roles_claim: section.roles_claim.clone(),
             required_scopes: std::mem::take(&mut section.required_scopes),
             allowed_organizations: section
                 .allowed_organizations

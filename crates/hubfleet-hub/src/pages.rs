@@ -487,6 +487,22 @@ pub(crate) async fn finish_login(
             .await
             .page(&state, None)?,
     };
+    if let Some(roles) = &authenticated.roles {
+        // Only roles the configuration defines: a provider must not invent (or name its way
+        // into) anything the operators did not set up.
+        let (known, unknown): (Vec<String>, Vec<String>) = roles
+            .iter()
+            .cloned()
+            .partition(|role| state.config.roles.iter().any(|r| &r.name == role));
+        if !unknown.is_empty() {
+            tracing::warn!(user = %user.name, ?unknown, "ignoring roles the configuration does not define");
+        }
+        state
+            .store
+            .set_roles(hubfleet_store::RoleHolder::User(user.id), &known)
+            .await
+            .page(&state, Some(&user))?;
+    }
     if let Some(groups) = &authenticated.groups {
         state
             .store

@@ -33,6 +33,9 @@ pub struct AuthenticatedUser {
     /// `Some` when the authenticator manages group membership (`manage_groups`): the user's groups
     /// become exactly these.
     pub groups: Option<Vec<String>>,
+    /// `Some` when the authenticator manages roles (`manage_roles`): the user's roles become
+    /// exactly these (those the configuration defines).
+    pub roles: Option<Vec<String>>,
     /// `Some` when the authenticator decides admin rights (e.g. `admin_groups`); `admin_users`
     /// from the configuration are admins regardless.
     pub admin: Option<bool>,
@@ -49,6 +52,7 @@ impl AuthenticatedUser {
         AuthenticatedUser {
             name,
             groups: None,
+            roles: None,
             admin: None,
             allowed: false,
             auth_state: None,

@@ -579,3 +579,46 @@ async fn fake_github(
         _ => respond(404, json!({"message": "Not Found"})),
     }
 }
+
+/// `manage_roles`: the provider's `roles` claim decides the user's roles, limited to the roles the
+/// configuration defines, at every login.
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_manage_roles_assigns_only_configured_roles() {
+    let port = OidcProvider::reserve_port();
+    let auth = oidc_auth_yaml(port, "  manage_roles: true\n");
+    let hub = TestHub::start_with_options(HubOptions {
+        auth_yaml: Some(&auth),
+        cmd: no_spawns(),
+        extra_yaml: "roles:\n  - name: course-staff\n    scopes: [list:users]\n",
+        ..HubOptions::default()
+    })
+    .await;
+    let _provider = OidcProvider::start(
+        port,
+        &format!("{}/hub/oauth_callback", hub.public_url),
+        &json!({
+            "itoidcrosa": { "groups": ["staff"], "roles": ["course-staff", "invented-by-idp"] },
+        }),
+        3600,
+    )
+    .await;
+    let rosa = hub.browser();
+    let login = provider_login(&rosa, "itoidcrosa", false).await;
+    assert_eq!(login.response.status(), StatusCode::FOUND);
+    let model = user_model(&hub, "itoidcrosa").await;
+    let roles: Vec<&str> = model["roles"]
+        .as_array()
+        .expect("roles list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(roles.contains(&"course-staff"), "{model}");
+    assert!(!roles.contains(&"invented-by-idp"), "{model}");
+    // The role's scope is in effect for the user's own session.
+    let users = rosa.get("/hub/api/users").await;
+    assert_eq!(
+        users.status(),
+        StatusCode::OK,
+        "list:users from the managed role"
+    );
+}

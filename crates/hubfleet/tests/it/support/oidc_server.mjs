@@ -31,7 +31,7 @@ const oidc = new Provider(issuer, {
     };
   },
   claims: {
-    openid: ['sub'], email: ['email'], profile: ['preferred_username'], groups: ['groups'],
+    openid: ['sub'], email: ['email'], profile: ['preferred_username'], groups: ['groups', 'roles'],
     'org.cilogon.userinfo': ['idp', 'eppn'],
   },
   scopes: ['openid', 'email', 'profile', 'groups', 'offline_access', 'org.cilogon.userinfo'],
