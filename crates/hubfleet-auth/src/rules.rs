@@ -124,6 +124,8 @@ mod tests {
             allowed_groups: vec!["staff".into()],
             admin_groups: vec!["admins".into()],
             manage_groups: true,
+            manage_roles: false,
+            roles_claim: "roles".into(),
             required_scopes: vec!["groups".into()],
             allowed_organizations: Vec::new(),
             allowed_idps: Default::default(),
