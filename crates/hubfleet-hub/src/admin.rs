@@ -71,6 +71,10 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route(&format!("{admin}/users/{{user}}/delete"), post(delete_user))
         .route(&format!("{admin}/users/{{user}}/start"), post(start_server))
         .route(&format!("{admin}/users/{{user}}/stop"), post(stop_server))
+        .route(
+            &format!("{admin}/users/{{user}}/remove-server"),
+            post(remove_server),
+        )
         .route(&format!("{admin}/users/{{user}}/token"), post(mint_token))
         .route(
             &format!("{admin}/shared-password"),
@@ -966,6 +970,58 @@ async fn stop_server(
             &state,
             &form,
             Flash::ok(format!("Stopped {label}.")),
+        ))
+    })
+    .await
+}
+
+/// `POST /hub/admin/users/<name>/remove-server`: stops a named server if it runs, then deletes it
+/// (JupyterHub's `DELETE …/servers/<name>` with `remove: true`). The default server cannot go.
+async fn remove_server(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    Path(name): Path<String>,
+    Form(form): Form<Params>,
+) -> Response {
+    respond(state.clone(), async move {
+        let me = admin_poster(&state, &headers, &uri, &form).await?;
+        let user = find_user(&state, &me, &name).await?;
+        let server = match form_server(&form) {
+            Ok(server) if !server.is_default() => server,
+            Ok(_) => {
+                return Ok(back_with(
+                    &state,
+                    &form,
+                    Flash::error("The default server cannot be removed, only stopped."),
+                ));
+            }
+            Err(message) => return Ok(back_with(&state, &form, Flash::error(message))),
+        };
+        require(
+            &me,
+            "delete:servers",
+            Resource::Server {
+                user: user.name.as_str(),
+                server: server.as_str(),
+                groups: &[],
+            },
+        )?;
+        let label = server_label(&user, &server);
+        let Some(record) = state.store.get_server(user.id, &server).await? else {
+            return Ok(back_with(
+                &state,
+                &form,
+                Flash::error(format!("{label} does not exist.")),
+            ));
+        };
+        lifecycle::stop_server(&state, &user, &server).await?;
+        state.store.delete_server(record.id).await?;
+        tracing::info!(by = %me.name(), user = %user.name, server = server.as_str(), "admin removed server");
+        Ok(back_with(
+            &state,
+            &form,
+            Flash::ok(format!("Removed {label}.")),
         ))
     })
     .await

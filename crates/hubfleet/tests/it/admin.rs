@@ -425,3 +425,60 @@ async fn logout_invalidates_the_server_side_session() {
         "sent to log in"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_removes_a_named_server_but_not_the_default_one() {
+    let dir = world_readable_tempdir();
+    let hub = TestHub::start_with_options(HubOptions {
+        users: &["itremoveadmin", "itremoveowner"],
+        admin_users: &["itremoveadmin"],
+        cmd: Some(standin_server(dir.path(), 0.0)),
+        extra_yaml: "allow_named_servers: true\n",
+        ..HubOptions::default()
+    })
+    .await;
+    let created = hub.api(reqwest::Method::POST, "/users/itremoveowner").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let started = hub
+        .api(reqwest::Method::POST, "/users/itremoveowner/servers/gpu")
+        .await;
+    assert!(started.status().is_success(), "{}", started.status());
+    let admin = logged_in(&hub, "itremoveadmin").await;
+    admin.get("/hub/admin/users/itremoveowner").await;
+    let xsrf = hub_xsrf(&admin);
+    let back = "/hub/admin/users/itremoveowner";
+
+    // The default server can only be stopped.
+    let refused = post_form(
+        &admin,
+        "/hub/admin/users/itremoveowner/remove-server",
+        &[("_xsrf", &xsrf), ("server", ""), ("back", back)],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+
+    let removed = post_form(
+        &admin,
+        "/hub/admin/users/itremoveowner/remove-server",
+        &[("_xsrf", &xsrf), ("server", "gpu"), ("back", back)],
+    )
+    .await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    let model: serde_json::Value = hub
+        .api(
+            reqwest::Method::GET,
+            "/users/itremoveowner?include_stopped_servers=1",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        model["servers"].get("gpu").is_none(),
+        "gpu was removed: {model}"
+    );
+    let gone = hub
+        .api(reqwest::Method::GET, "/users/itremoveowner/servers/gpu")
+        .await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}
