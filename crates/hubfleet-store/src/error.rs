@@ -32,6 +32,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// SQLite's "database is locked" (SQLITE_BUSY), which a retry can cure.
+    pub(crate) fn is_busy(&self) -> bool {
+        const LOCKED: &str = "database is locked";
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => error.message().contains(LOCKED),
+            StoreError::Migration(message) => message.contains(LOCKED),
+            _ => false,
+        }
+    }
+
     /// The full error chain, for logs. Never contains secrets: the store only holds hashes, and
     /// database URLs are not part of any error.
     pub fn log_detail(&self) -> String {

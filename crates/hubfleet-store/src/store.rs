@@ -133,6 +133,23 @@ impl Store {
     }
 
     async fn open_sqlite_at_version(path: &Path, version: i64) -> Result<Store, StoreError> {
+        // Switching a new database to WAL needs an exclusive lock, and SQLite answers BUSY at once
+        // (without its busy handler) when several processes open the same new file together;
+        // retry for a while rather than fail the start of a second hub.
+        let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+        let mut delay = std::time::Duration::from_millis(10);
+        loop {
+            match Self::open_sqlite_once(path, version).await {
+                Err(error) if error.is_busy() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_millis(250));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn open_sqlite_once(path: &Path, version: i64) -> Result<Store, StoreError> {
         create_private_file(path).await?;
         let options = SqliteConnectOptions::new()
             .filename(path)
