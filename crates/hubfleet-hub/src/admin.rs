@@ -837,6 +837,25 @@ fn form_server(form: &Params) -> Result<ServerName, String> {
     ServerName::parse(raw).map_err(|e| format!("Invalid server name {:?}: {}.", raw, e.reason))
 }
 
+/// The caller's `scope` must cover this one server of `user` (start, stop, remove).
+fn require_on_server(
+    me: &Identity,
+    scope: &str,
+    user: &User,
+    server: &ServerName,
+) -> Result<(), Refusal> {
+    require(
+        me,
+        scope,
+        Resource::Server {
+            user: user.name.as_str(),
+            server: server.as_str(),
+            groups: &[],
+        },
+    )?;
+    Ok(())
+}
+
 /// `POST /hub/admin/users/<name>/start` with `server` (empty: the default server).
 async fn start_server(
     State(state): State<AppStateRef>,
@@ -852,15 +871,7 @@ async fn start_server(
             Ok(server) => server,
             Err(message) => return Ok(back_with(&state, &form, Flash::error(message))),
         };
-        require(
-            &me,
-            "start:servers",
-            Resource::Server {
-                user: user.name.as_str(),
-                server: server.as_str(),
-                groups: &[],
-            },
-        )?;
+        require_on_server(&me, "start:servers", &user, &server)?;
         let label = server_label(&user, &server);
         let existing = state.store.get_server(user.id, &server).await?;
         if !server.is_default() && existing.is_none() {
@@ -942,15 +953,7 @@ async fn stop_server(
             Ok(server) => server,
             Err(message) => return Ok(back_with(&state, &form, Flash::error(message))),
         };
-        require(
-            &me,
-            "delete:servers",
-            Resource::Server {
-                user: user.name.as_str(),
-                server: server.as_str(),
-                groups: &[],
-            },
-        )?;
+        require_on_server(&me, "delete:servers", &user, &server)?;
         let label = server_label(&user, &server);
         let active = state
             .store
@@ -998,15 +1001,7 @@ async fn remove_server(
             }
             Err(message) => return Ok(back_with(&state, &form, Flash::error(message))),
         };
-        require(
-            &me,
-            "delete:servers",
-            Resource::Server {
-                user: user.name.as_str(),
-                server: server.as_str(),
-                groups: &[],
-            },
-        )?;
+        require_on_server(&me, "delete:servers", &user, &server)?;
         let label = server_label(&user, &server);
         let Some(record) = state.store.get_server(user.id, &server).await? else {
             return Ok(back_with(

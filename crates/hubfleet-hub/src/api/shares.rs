@@ -203,6 +203,33 @@ fn json_response(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 
+/// What both share listings start with: the caller may read `{owner}`'s shares (of one server
+/// when `{server_name}` is given); returns the page asked for and the rows it covers.
+async fn listing(
+    state: &AppStateRef,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Params,
+    params: &PathParams,
+) -> Result<(pagination::Page, ShareQuery), ApiError> {
+    let identity = authenticated(state, method, headers, query).await?;
+    let page = share_page(headers, query)?;
+    let server = params.get("server_name").map(String::as_str);
+    let owner = target_user(
+        state,
+        &identity,
+        param(params, "owner"),
+        &["read:shares"],
+        server,
+    )
+    .await?;
+    let filter = match server {
+        None => ShareQuery::Owner(owner.user.id),
+        Some(server) => ShareQuery::Server(owner_server(state, &owner, server).await?.id),
+    };
+    Ok((page, filter))
+}
+
 /// `GET /shares/{owner}` and `GET /shares/{owner}/{server_name}`.
 pub(super) async fn list(
     State(state): State<AppStateRef>,
@@ -212,21 +239,7 @@ pub(super) async fn list(
     Query(query): Query<Params>,
     Path(params): Path<PathParams>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
-    let page = share_page(&headers, &query)?;
-    let server = params.get("server_name").map(String::as_str);
-    let owner = target_user(
-        &state,
-        &identity,
-        param(&params, "owner"),
-        &["read:shares"],
-        server,
-    )
-    .await?;
-    let filter = match server {
-        None => ShareQuery::Owner(owner.user.id),
-        Some(server) => ShareQuery::Server(owner_server(&state, &owner, server).await?.id),
-    };
+    let (page, filter) = listing(&state, &method, &headers, &query, &params).await?;
     let (shares, total) = state
         .store
         .list_shares(filter, page.offset, page.limit)
@@ -389,21 +402,7 @@ pub(super) async fn list_codes(
     Query(query): Query<Params>,
     Path(params): Path<PathParams>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
-    let page = share_page(&headers, &query)?;
-    let server = params.get("server_name").map(String::as_str);
-    let owner = target_user(
-        &state,
-        &identity,
-        param(&params, "owner"),
-        &["read:shares"],
-        server,
-    )
-    .await?;
-    let filter = match server {
-        None => ShareQuery::Owner(owner.user.id),
-        Some(server) => ShareQuery::Server(owner_server(&state, &owner, server).await?.id),
-    };
+    let (page, filter) = listing(&state, &method, &headers, &query, &params).await?;
     let (codes, total) = state
         .store
         .list_share_codes(filter, hubfleet_types::now(), page.offset, page.limit)
