@@ -30,7 +30,8 @@ pub use groups::RoleHolder;
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
     Backend, Group, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service,
-    Session, TokenOwner, TokenRecord, User, UserQuery, UserSort, UserState, Visibility,
+    Session, TokenOwner, TokenRecord, User, UserDetails, UserQuery, UserSort, UserState,
+    Visibility,
 };
 pub use passwords::{NativeAccountRow, StoredSharedPassword};
 pub use shares::{Share, ShareCode, ShareQuery, ShareWith, SharedServer, filter_to_server};

@@ -49,6 +49,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_passwords.sql"),
         postgres: include_str!("../migrations/postgres/0005_passwords.sql"),
     },
+    Migration {
+        version: 6,
+        description: "users_total: the number of users, kept by triggers",
+        sqlite: include_str!("../migrations/sqlite/0006_users_total.sql"),
+        postgres: include_str!("../migrations/postgres/0006_users_total.sql"),
+    },
 ];
 
 /// The schema version this build of the store reads and writes.

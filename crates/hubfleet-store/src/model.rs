@@ -24,6 +24,21 @@ pub struct User {
     pub last_activity: Option<Timestamp>,
 }
 
+/// A user with everything its JSON model shows, loaded for a whole page in one query
+/// ([`crate::Store::user_details`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserDetails {
+    pub user: User,
+    /// Ordered by name.
+    pub servers: Vec<Server>,
+    /// Names of the user's groups, sorted.
+    pub groups: Vec<String>,
+    /// Roles assigned to the user directly, sorted.
+    pub roles: Vec<String>,
+    /// Roles the user holds through groups, sorted, without repeats.
+    pub group_roles: Vec<String>,
+}
+
 /// Lifecycle of one named server. Stored as lowercase text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerStatus {

@@ -10,7 +10,7 @@ use crate::model::{Server, ServerStatus, User};
 use crate::store::{Columns, Store, dispatch, id_list, to_json_text, to_micros};
 use crate::users::{expect_one, user_from_prefixed_row};
 
-fn server_from_row(row: &impl Columns) -> Result<Server, StoreError> {
+pub(crate) fn server_from_row(row: &impl Columns) -> Result<Server, StoreError> {
     let name = row.text("name")?;
     let status = row.text("status")?;
     let state = match row.opt_text("state")? {

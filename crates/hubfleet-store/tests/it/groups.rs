@@ -274,3 +274,142 @@ store_test!(named_servers_create_rename_and_users_rename, |store| {
             .is_some()
     );
 });
+
+store_test!(
+    user_details_bring_servers_groups_and_roles_of_a_page_in_order,
+    |store| {
+        let all = ["zoe", "amy", "bo"].map(user_name);
+        let users = store.create_users(&all, true).await.unwrap();
+        let (zoe, amy, bo) = (&users[0], &users[1], &users[2]);
+        let default = ServerName::default_server();
+        let gpu = ServerName::parse("gpu").unwrap();
+        let running = store
+            .begin_spawn(zoe.id, &gpu, &serde_json::json!({"size": 2}))
+            .await
+            .unwrap();
+        store.set_server_running(running.id).await.unwrap();
+        let stopped = store
+            .begin_spawn(zoe.id, &default, &serde_json::json!({}))
+            .await
+            .unwrap();
+        store.set_server_stopped(stopped.id).await.unwrap();
+        store
+            .create_groups(&["chem".into(), "bio".into()], &["zoe".into(), "bo".into()])
+            .await
+            .unwrap();
+        for group in ["chem", "bio"] {
+            let id = store.get_group(group).await.unwrap().unwrap().id;
+            // Both groups grant `grader`: it is listed once.
+            store
+                .set_roles(RoleHolder::Group(id), &["grader".into()])
+                .await
+                .unwrap();
+        }
+        store
+            .set_roles(
+                RoleHolder::User(zoe.id),
+                &["teacher".into(), "author".into()],
+            )
+            .await
+            .unwrap();
+
+        // In the order given (not by id), with only servers not stopped unless asked.
+        let details = store
+            .user_details(vec![bo.clone(), zoe.clone(), amy.clone()], false)
+            .await
+            .unwrap();
+        let order: Vec<&str> = details.iter().map(|d| d.user.name.as_str()).collect();
+        assert_eq!(order, ["bo", "zoe", "amy"]);
+        let zoe_details = &details[1];
+        assert_eq!(zoe_details.user, *zoe);
+        assert_eq!(zoe_details.servers.len(), 1);
+        assert_eq!(zoe_details.servers[0].name, gpu);
+        assert_eq!(zoe_details.servers[0].status, ServerStatus::Running);
+        assert_eq!(zoe_details.servers[0].user_options["size"], 2);
+        assert_eq!(zoe_details.groups, ["bio", "chem"]);
+        assert_eq!(zoe_details.roles, ["author", "teacher"]);
+        assert_eq!(zoe_details.group_roles, ["grader"]);
+        assert_eq!(details[0].groups, ["bio", "chem"]);
+        assert!(details[0].roles.is_empty());
+        assert_eq!(
+            (details[2].servers.len(), details[2].groups.len()),
+            (0, 0),
+            "amy has nothing"
+        );
+        assert!(details[2].group_roles.is_empty());
+
+        let with_stopped = store.user_details(vec![zoe.clone()], true).await.unwrap();
+        let servers: Vec<&str> = with_stopped[0]
+            .servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            servers,
+            ["", "gpu"],
+            "ordered by name, the default server first"
+        );
+
+        let by_name = store
+            .user_details_by_name(&user_name("zoe"), false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&by_name, zoe_details);
+        assert_eq!(
+            store
+                .user_details_by_name(&user_name("nobody"), true)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            store
+                .user_details(Vec::new(), true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+);
+
+store_test!(
+    user_page_total_follows_creates_and_deletes_and_is_optional,
+    |store| {
+        let everyone = UserQuery {
+            limit: 2,
+            ..Default::default()
+        };
+        let total =
+            |query: UserQuery| async move { store.query_user_page(&query, true).await.unwrap().1 };
+        assert_eq!(total(everyone.clone()).await, Some(0), "an empty table");
+        let names: Vec<_> = (0..5).map(|i| user_name(&format!("t{i}"))).collect();
+        let users = store.create_users(&names, false).await.unwrap();
+        store
+            .create_user(&user_name("single"), false)
+            .await
+            .unwrap();
+        // Existing names in a bulk create are skipped and not counted.
+        store.create_users(&names[..2], false).await.unwrap();
+        assert_eq!(total(everyone.clone()).await, Some(6));
+        store.delete_user(users[0].id).await.unwrap();
+        assert_eq!(total(everyone.clone()).await, Some(5));
+        // Past the end there is no row to carry the total; it is still given.
+        let past_end = UserQuery {
+            offset: 10,
+            ..everyone.clone()
+        };
+        let (page, past_total) = store.query_user_page(&past_end, true).await.unwrap();
+        assert_eq!((page.len(), past_total), (0, Some(5)));
+        let filtered = UserQuery {
+            name_filter: Some("t".into()),
+            offset: 10,
+            ..everyone.clone()
+        };
+        assert_eq!(total(filtered).await, Some(4));
+        // Without the total, only the page.
+        let (page, none) = store.query_user_page(&everyone, false).await.unwrap();
+        assert_eq!((page.len(), none), (2, None));
+        assert_eq!(store.count_users().await.unwrap(), 5);
+    }
+);

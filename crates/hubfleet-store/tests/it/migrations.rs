@@ -18,8 +18,8 @@ async fn seed(store: &Store, version: i64) {
             )
             .await
             .unwrap(),
-        // Versions 3, 4 and 5 add tables only; the same rows suit them all.
-        2..=4 => store
+        // Versions 3 to 6 add tables only; the same rows suit them all.
+        2..=5 => store
             .execute_script(
                 "INSERT INTO users (name, admin, created) VALUES ('seeded', TRUE, 1700000000000000);
                  INSERT INTO servers (user_id, name, status, user_options, display_name)
@@ -60,6 +60,13 @@ async fn check_upgraded(store: &Store, from: i64) {
             .unwrap();
         assert_eq!(share.server.owner, "seeded");
     }
+    // Version 6 counts the users already there.
+    let everyone = hubfleet_store::UserQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    let (_, total) = store.query_user_page(&everyone, true).await.unwrap();
+    assert_eq!(total, Some(store.count_users().await.unwrap()));
     // The upgraded schema works for writes across tables.
     let user = store
         .create_user(&user_name("after-upgrade"), false)
