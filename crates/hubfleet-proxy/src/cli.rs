@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::ProxyError;
-use crate::server::{ProxyConfig, ProxyServer, TlsPaths};
+use crate::server::{ProxyConfig, ProxyServer};
+use crate::tls::{ClientAuth, TlsPaths, UpstreamTls};
 
 /// The environment variable holding the REST API token (the same one CHP reads).
 pub const AUTH_TOKEN_ENV: &str = "CONFIGPROXY_AUTH_TOKEN";
@@ -82,10 +83,50 @@ pub struct ChpArgs {
     /// Port for the metrics listener (`/metrics`); off unless given.
     #[arg(long)]
     pub metrics_port: Option<u16>,
-    /// Skip verification of HTTPS targets (accepted; HTTPS targets are not supported yet).
+    /// Don't verify the certificates of `https://` targets.
     #[arg(long)]
     pub insecure: bool,
-    /// Internal-SSL and other CHP options we accept but do not implement; a warning is logged for each.
+    /// CA certificates (PEM) that client certificates on the public port must chain to.
+    #[arg(long)]
+    pub ssl_ca: Option<PathBuf>,
+    /// Ask clients of the public port for certificates.
+    #[arg(long)]
+    pub ssl_request_cert: bool,
+    /// With `--ssl-request-cert`: turn away clients without a valid certificate.
+    #[arg(long)]
+    pub ssl_reject_unauthorized: bool,
+    /// PEM private key for serving the REST API over HTTPS.
+    #[arg(long)]
+    pub api_ssl_key: Option<PathBuf>,
+    /// PEM certificate (chain) for serving the REST API over HTTPS.
+    #[arg(long)]
+    pub api_ssl_cert: Option<PathBuf>,
+    /// CA certificates (PEM) that REST API clients' certificates must chain to.
+    #[arg(long)]
+    pub api_ssl_ca: Option<PathBuf>,
+    /// Ask REST API clients for certificates.
+    #[arg(long)]
+    pub api_ssl_request_cert: bool,
+    /// With `--api-ssl-request-cert`: turn away API clients without a valid certificate.
+    #[arg(long)]
+    pub api_ssl_reject_unauthorized: bool,
+    /// PEM private key the proxy presents to `https://` targets.
+    #[arg(long)]
+    pub client_ssl_key: Option<PathBuf>,
+    /// PEM certificate (chain) the proxy presents to `https://` targets.
+    #[arg(long)]
+    pub client_ssl_cert: Option<PathBuf>,
+    /// CA certificates (PEM) that `https://` targets' certificates must chain to (default: the
+    /// system's).
+    #[arg(long)]
+    pub client_ssl_ca: Option<PathBuf>,
+    /// Accepted for compatibility: CHP passes it to the target connection, where it has no effect.
+    #[arg(long)]
+    pub client_ssl_request_cert: bool,
+    /// Accepted for compatibility: targets' certificates are always verified unless `--insecure`.
+    #[arg(long)]
+    pub client_ssl_reject_unauthorized: bool,
+    /// Other CHP options we accept but do not implement; a warning is logged for each.
     #[command(flatten)]
     pub unsupported: UnsupportedChpArgs,
 }
@@ -93,32 +134,6 @@ pub struct ChpArgs {
 /// Flags CHP has that we accept (so a launcher passing them still works) and warn about.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct UnsupportedChpArgs {
-    #[arg(long, hide = true)]
-    pub api_ssl_key: Option<String>,
-    #[arg(long, hide = true)]
-    pub api_ssl_cert: Option<String>,
-    #[arg(long, hide = true)]
-    pub api_ssl_ca: Option<String>,
-    #[arg(long, hide = true)]
-    pub api_ssl_request_cert: bool,
-    #[arg(long, hide = true)]
-    pub api_ssl_reject_unauthorized: bool,
-    #[arg(long, hide = true)]
-    pub client_ssl_key: Option<String>,
-    #[arg(long, hide = true)]
-    pub client_ssl_cert: Option<String>,
-    #[arg(long, hide = true)]
-    pub client_ssl_ca: Option<String>,
-    #[arg(long, hide = true)]
-    pub client_ssl_request_cert: bool,
-    #[arg(long, hide = true)]
-    pub client_ssl_reject_unauthorized: bool,
-    #[arg(long, hide = true)]
-    pub ssl_ca: Option<String>,
-    #[arg(long, hide = true)]
-    pub ssl_request_cert: bool,
-    #[arg(long, hide = true)]
-    pub ssl_reject_unauthorized: bool,
     #[arg(long, hide = true)]
     pub ssl_protocol: Option<String>,
     #[arg(long, hide = true)]
@@ -139,26 +154,7 @@ pub struct UnsupportedChpArgs {
 
 impl UnsupportedChpArgs {
     fn given(&self) -> Vec<&'static str> {
-        let flags: [(&'static str, bool); 21] = [
-            ("--api-ssl-key", self.api_ssl_key.is_some()),
-            ("--api-ssl-cert", self.api_ssl_cert.is_some()),
-            ("--api-ssl-ca", self.api_ssl_ca.is_some()),
-            ("--api-ssl-request-cert", self.api_ssl_request_cert),
-            (
-                "--api-ssl-reject-unauthorized",
-                self.api_ssl_reject_unauthorized,
-            ),
-            ("--client-ssl-key", self.client_ssl_key.is_some()),
-            ("--client-ssl-cert", self.client_ssl_cert.is_some()),
-            ("--client-ssl-ca", self.client_ssl_ca.is_some()),
-            ("--client-ssl-request-cert", self.client_ssl_request_cert),
-            (
-                "--client-ssl-reject-unauthorized",
-                self.client_ssl_reject_unauthorized,
-            ),
-            ("--ssl-ca", self.ssl_ca.is_some()),
-            ("--ssl-request-cert", self.ssl_request_cert),
-            ("--ssl-reject-unauthorized", self.ssl_reject_unauthorized),
+        let flags: [(&'static str, bool); 8] = [
             ("--ssl-protocol", self.ssl_protocol.is_some()),
             ("--ssl-ciphers", self.ssl_ciphers.is_some()),
             ("--ssl-allow-rc4", self.ssl_allow_rc4),
@@ -176,6 +172,15 @@ impl UnsupportedChpArgs {
     }
 }
 
+/// Node's TLS server semantics: `rejectUnauthorized` only matters when certificates are requested.
+fn client_auth(request_cert: bool, reject_unauthorized: bool) -> ClientAuth {
+    match (request_cert, reject_unauthorized) {
+        (false, _) => ClientAuth::None,
+        (true, false) => ClientAuth::Optional,
+        (true, true) => ClientAuth::Required,
+    }
+}
+
 impl ChpArgs {
     /// Turns the flags (and `CONFIGPROXY_AUTH_TOKEN` from `auth_token`) into a [`ProxyConfig`].
     pub fn to_config(&self, auth_token: Option<String>) -> Result<ProxyConfig, ProxyError> {
@@ -189,11 +194,34 @@ impl ChpArgs {
         };
         let tls = match (&self.ssl_cert, &self.ssl_key) {
             (Some(cert), Some(key)) => Some(TlsPaths {
-                cert: cert.clone(),
-                key: key.clone(),
+                client_ca: self.ssl_ca.clone(),
+                client_auth: client_auth(self.ssl_request_cert, self.ssl_reject_unauthorized),
+                ..TlsPaths::new(cert, key)
             }),
             (None, None) => None,
             _ => return Err(ProxyError::TlsHalfConfigured),
+        };
+        let api_tls = match (&self.api_ssl_cert, &self.api_ssl_key) {
+            (Some(cert), Some(key)) => Some(TlsPaths {
+                client_ca: self.api_ssl_ca.clone(),
+                client_auth: client_auth(
+                    self.api_ssl_request_cert,
+                    self.api_ssl_reject_unauthorized,
+                ),
+                ..TlsPaths::new(cert, key)
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ProxyError::Config(
+                    "`--api-ssl-cert` and `--api-ssl-key` must be given together".to_owned(),
+                ));
+            }
+        };
+        let upstream_tls = UpstreamTls {
+            ca: self.client_ssl_ca.clone(),
+            client_cert: self.client_ssl_cert.clone(),
+            client_key: self.client_ssl_key.clone(),
+            verify: !self.insecure,
         };
         let metrics_addr = match self.metrics_port {
             Some(port) => Some(SocketAddr::new(resolve_ip(&self.metrics_ip)?, port)),
@@ -226,6 +254,8 @@ impl ChpArgs {
             error_target: self.error_target.clone(),
             host_routing: self.host_routing,
             tls,
+            api_tls,
+            upstream_tls,
             x_forward: !self.no_x_forward,
             include_prefix: !self.no_include_prefix,
             prepend_path: !self.no_prepend_path,
@@ -262,7 +292,8 @@ fn resolve_ip(host: &str) -> Result<IpAddr, ProxyError> {
         .ok_or_else(|| ProxyError::InvalidAddress(host.to_owned()))
 }
 
-/// Runs the proxy until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate.
+/// Runs the proxy until SIGTERM or SIGINT; SIGHUP reloads the TLS certificates (they are also
+/// reloaded when their files change).
 pub async fn run(args: ChpArgs) -> Result<(), ProxyError> {
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -390,21 +421,84 @@ mod tests {
     }
 
     #[test]
-    fn internal_ssl_flags_are_accepted_and_reported() {
+    fn jupyterhub_internal_ssl_flags_configure_api_and_target_tls() {
+        // The flags JupyterHub 6.1.1 passes with `internal_ssl = True`.
         let args = parse(&[
             "--api-ssl-key",
-            "k",
+            "internal-ssl/proxy-api/proxy-api.key",
+            "--api-ssl-cert",
+            "internal-ssl/proxy-api/proxy-api.crt",
+            "--api-ssl-ca",
+            "internal-ssl/proxy-api-ca_trust.crt",
+            "--api-ssl-request-cert",
+            "--api-ssl-reject-unauthorized",
+            "--client-ssl-key",
+            "internal-ssl/proxy-client/proxy-client.key",
+            "--client-ssl-cert",
+            "internal-ssl/proxy-client/proxy-client.crt",
+            "--client-ssl-ca",
+            "internal-ssl/proxy-client-ca_trust.crt",
+            "--client-ssl-request-cert",
             "--client-ssl-reject-unauthorized",
-            "--storage-backend",
-            "x",
+        ]);
+        let config = args.to_config(None).unwrap();
+        let api_tls = config.api_tls.expect("the API is served over TLS");
+        assert_eq!(
+            api_tls.cert,
+            PathBuf::from("internal-ssl/proxy-api/proxy-api.crt")
+        );
+        assert_eq!(api_tls.client_auth, ClientAuth::Required);
+        assert_eq!(
+            api_tls.client_ca,
+            Some(PathBuf::from("internal-ssl/proxy-api-ca_trust.crt"))
+        );
+        assert!(config.tls.is_none(), "the public port stays plain");
+        assert_eq!(
+            config.upstream_tls.client_cert,
+            Some(PathBuf::from("internal-ssl/proxy-client/proxy-client.crt"))
+        );
+        assert_eq!(
+            config.upstream_tls.ca,
+            Some(PathBuf::from("internal-ssl/proxy-client-ca_trust.crt"))
+        );
+        assert!(config.upstream_tls.verify);
+        assert!(args.unsupported.given().is_empty());
+    }
+
+    #[test]
+    fn request_cert_without_reject_asks_but_admits() {
+        let args = parse(&[
+            "--api-ssl-key=k",
+            "--api-ssl-cert=c",
+            "--api-ssl-ca=ca",
+            "--api-ssl-request-cert",
+            "--insecure",
+        ]);
+        let config = args.to_config(None).unwrap();
+        assert_eq!(config.api_tls.unwrap().client_auth, ClientAuth::Optional);
+        assert!(!config.upstream_tls.verify);
+        let reject_alone = parse(&[
+            "--api-ssl-key=k",
+            "--api-ssl-cert=c",
+            "--api-ssl-reject-unauthorized",
         ]);
         assert_eq!(
+            reject_alone
+                .to_config(None)
+                .unwrap()
+                .api_tls
+                .unwrap()
+                .client_auth,
+            ClientAuth::None
+        );
+    }
+
+    #[test]
+    fn unimplemented_flags_are_accepted_and_reported() {
+        let args = parse(&["--ssl-dhparam", "d", "--storage-backend", "x"]);
+        assert_eq!(
             args.unsupported.given(),
-            vec![
-                "--api-ssl-key",
-                "--client-ssl-reject-unauthorized",
-                "--storage-backend"
-            ]
+            vec!["--ssl-dhparam", "--storage-backend"]
         );
     }
 

@@ -16,13 +16,12 @@ pub enum ProxyError {
     /// An `--ip`/`--api-ip` value is not an IP address or resolvable host.
     #[error("invalid listen address `{0}`")]
     InvalidAddress(String),
-    /// The TLS certificate or key could not be loaded.
-    #[error("cannot load TLS certificate `{}` / key `{}`", cert.display(), key.display())]
+    /// TLS material (certificate, key or CA bundle) could not be loaded or used.
+    #[error("cannot set up TLS for {what}")]
     Tls {
-        cert: PathBuf,
-        key: PathBuf,
+        what: &'static str,
         #[source]
-        source: TlsError,
+        source: Box<TlsError>,
     },
     /// Only one of `--ssl-cert` and `--ssl-key` was given.
     #[error("`--ssl-cert` and `--ssl-key` must be given together")]
@@ -42,17 +41,55 @@ pub enum ProxyError {
     Signal(#[source] std::io::Error),
 }
 
-/// Why a TLS certificate/key pair could not be used.
+impl ProxyError {
+    pub(crate) fn tls(what: &'static str, source: TlsError) -> Self {
+        ProxyError::Tls {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Why TLS material could not be used; every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// Reading or parsing the PEM files failed.
-    #[error("cannot read PEM")]
-    Pem(#[source] rustls::pki_types::pem::Error),
+    /// A file could not be read.
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not valid PEM of the expected kind (or holds an encrypted key).
+    #[error("`{}` is not a usable PEM file", path.display())]
+    Pem {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
     /// The PEM file holds no certificate.
-    #[error("no certificate in PEM file")]
-    NoCertificate,
-    /// rustls rejected the key or certificate.
-    #[error("certificate or key rejected")]
+    #[error("no certificate in `{}`", path.display())]
+    NoCertificate { path: PathBuf },
+    /// rustls rejected the certificate/key pair (e.g. the key does not belong to the certificate).
+    #[error("certificate `{}` and key `{}` cannot be used together", cert.display(), key.display())]
+    Pair {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    /// A CA certificate cannot be a trust anchor.
+    #[error("CA certificate in `{}` is not usable", path.display())]
+    Anchor {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    /// The client-certificate verifier could not be built.
+    #[error("cannot check client certificates")]
+    Verifier(#[source] rustls::server::VerifierBuilderError),
+    /// rustls rejected the configuration.
+    #[error("TLS configuration rejected")]
     Rustls(#[source] rustls::Error),
 }
 

@@ -16,6 +16,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
@@ -73,12 +74,15 @@ pub(crate) struct ForwardOptions {
     pub(crate) custom_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// The pooled client for targets, `http://` and `https://`.
+pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
 /// State shared by every public connection.
 #[derive(Debug)]
 pub(crate) struct ForwardState {
     pub(crate) routes: Arc<RouteTable>,
     pub(crate) metrics: Arc<ProxyMetrics>,
-    pub(crate) client: Client<HttpConnector, ProxyBody>,
+    pub(crate) client: UpstreamClient,
     pub(crate) options: ForwardOptions,
     /// Cancelled when the shutdown grace period ends: closes connections and WebSocket tunnels still open.
     pub(crate) force_close: CancellationToken,

@@ -17,4 +17,5 @@ mod server;
 mod tls;
 
 pub use error::{ClientError, ProxyError, RouteError, TlsError};
-pub use server::{ProxyConfig, ProxyHandle, ProxyServer, TlsPaths, serve};
+pub use server::{DEFAULT_TLS_WATCH_INTERVAL, ProxyConfig, ProxyHandle, ProxyServer, serve};
+pub use tls::{ClientAuth, TlsPaths, UpstreamTls};

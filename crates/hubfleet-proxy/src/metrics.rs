@@ -29,6 +29,8 @@ pub struct ProxyMetrics {
     pub(crate) upstream_errors_connect: AtomicU64,
     pub(crate) upstream_errors_timeout: AtomicU64,
     pub(crate) upstream_errors_other: AtomicU64,
+    pub(crate) tls_reloads_ok: AtomicU64,
+    pub(crate) tls_reloads_failed: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -54,6 +56,16 @@ impl ProxyMetrics {
     /// Bytes sent to clients (response bodies and WebSocket server-to-client traffic).
     pub fn bytes_out(&self) -> u64 {
         self.bytes_out.load(Ordering::Relaxed)
+    }
+
+    /// Certificate reloads (SIGHUP or changed files) that failed, keeping the previous certificate.
+    pub fn tls_reloads_failed(&self) -> u64 {
+        self.tls_reloads_failed.load(Ordering::Relaxed)
+    }
+
+    /// Certificate reloads that put new files in use.
+    pub fn tls_reloads_ok(&self) -> u64 {
+        self.tls_reloads_ok.load(Ordering::Relaxed)
     }
 
     /// Open client connections on the public listener(s).
@@ -123,6 +135,14 @@ impl ProxyMetrics {
                 ("{kind=\"connect\"}", load(&self.upstream_errors_connect)),
                 ("{kind=\"timeout\"}", load(&self.upstream_errors_timeout)),
                 ("{kind=\"other\"}", load(&self.upstream_errors_other)),
+            ],
+        );
+        counter(
+            "hubfleet_proxy_tls_reloads_total",
+            "TLS certificate reloads, by outcome (a failed one keeps the previous certificate).",
+            &[
+                ("{outcome=\"ok\"}", self.tls_reloads_ok()),
+                ("{outcome=\"failed\"}", self.tls_reloads_failed()),
             ],
         );
         let mut gauge = |name: &str, help: &str, value: i64| {

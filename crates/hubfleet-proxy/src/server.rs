@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -26,13 +26,18 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState, AuthToken};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
-use crate::forward::{self, ConnInfo, ErrorChain, ForwardOptions, ForwardState, fixed_response};
+use crate::forward::{
+    self, ConnInfo, ErrorChain, ForwardOptions, ForwardState, UpstreamClient, fixed_response,
+};
 use crate::metrics::{GaugeGuard, ProxyMetrics};
 use crate::routes::RouteTable;
-use crate::tls::ReloadableCert;
+use crate::tls::{ReloadableCert, TlsPaths, UpstreamTls, upstream_client_config};
 
 /// A TLS handshake that takes longer than this is abandoned.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often certificate files are checked for changes unless configured otherwise.
+pub const DEFAULT_TLS_WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Idle upstream connections are kept this long for reuse.
 const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(90);
@@ -61,6 +66,13 @@ pub struct ProxyConfig {
     pub host_routing: bool,
     /// PEM certificate chain and key for the public port.
     pub tls: Option<TlsPaths>,
+    /// Serve the REST API over TLS (CHP's `--api-ssl-*`, JupyterHub's `internal_ssl`).
+    pub api_tls: Option<TlsPaths>,
+    /// How to connect to `https://` targets (CHP's `--client-ssl-*`, `--insecure`).
+    pub upstream_tls: UpstreamTls,
+    /// How often the certificate files are checked for changes (reloaded when their contents
+    /// change); `None` leaves reloading to SIGHUP.
+    pub tls_watch_interval: Option<Duration>,
     /// Add `X-Forwarded-*` headers.
     pub x_forward: bool,
     /// Forward the full original path (`false` strips the route prefix).
@@ -95,6 +107,8 @@ impl fmt::Debug for ProxyConfig {
             .field("error_target", &self.error_target)
             .field("host_routing", &self.host_routing)
             .field("tls", &self.tls)
+            .field("api_tls", &self.api_tls)
+            .field("upstream_tls", &self.upstream_tls)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +127,9 @@ impl Default for ProxyConfig {
             error_target: None,
             host_routing: false,
             tls: None,
+            api_tls: None,
+            upstream_tls: UpstreamTls::default(),
+            tls_watch_interval: Some(DEFAULT_TLS_WATCH_INTERVAL),
             x_forward: true,
             include_prefix: true,
             prepend_path: true,
@@ -125,19 +142,13 @@ impl Default for ProxyConfig {
     }
 }
 
-/// Paths of the PEM files for TLS on the public port.
-#[derive(Debug, Clone)]
-pub struct TlsPaths {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
 /// A shareable view of a running (or bound) proxy: its routes, counters and TLS certificate.
 #[derive(Debug, Clone)]
 pub struct ProxyHandle {
     routes: Arc<RouteTable>,
     metrics: Arc<ProxyMetrics>,
-    cert: Option<Arc<ReloadableCert>>,
+    /// The public port's and the REST API's certificates, if they use TLS.
+    certs: Vec<Arc<ReloadableCert>>,
 }
 
 impl ProxyHandle {
@@ -156,12 +167,50 @@ impl ProxyHandle {
         self.metrics.metrics_text()
     }
 
-    /// Re-reads the TLS certificate and key; new handshakes use them. A no-op without TLS.
+    /// Re-reads every TLS certificate and key; new handshakes use them. A no-op without TLS.
+    /// A pair that fails to load keeps its old certificate; the first failure is returned.
     pub fn reload_tls(&self) -> Result<(), ProxyError> {
-        match &self.cert {
-            Some(cert) => cert.reload(),
-            None => Ok(()),
+        let mut outcome = Ok(());
+        for cert in &self.certs {
+            let reloaded = cert.reload();
+            self.count_reload(&reloaded);
+            if let Err(error) = reloaded
+                && outcome.is_ok()
+            {
+                outcome = Err(error);
+            }
         }
+        outcome
+    }
+
+    /// Reloads the certificates whose files changed since last looked at, logging each outcome.
+    pub(crate) fn reload_changed_tls(&self) {
+        for cert in &self.certs {
+            let Some(reloaded) = cert.reload_if_changed() else {
+                continue;
+            };
+            self.count_reload(&reloaded);
+            let (cert_path, key_path) = cert.paths();
+            match reloaded {
+                Ok(()) => tracing::info!(
+                    cert = %cert_path.display(),
+                    key = %key_path.display(),
+                    "TLS certificate files changed; reloaded"
+                ),
+                Err(error) => tracing::error!(
+                    error = %ErrorChain(&error),
+                    "TLS certificate files changed but cannot be used; still serving the previous certificate"
+                ),
+            }
+        }
+    }
+
+    fn count_reload(&self, outcome: &Result<(), ProxyError>) {
+        let counter = match outcome {
+            Ok(()) => &self.metrics.tls_reloads_ok,
+            Err(_) => &self.metrics.tls_reloads_failed,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -172,6 +221,8 @@ pub struct ProxyServer {
     metrics_listener: Option<TcpListener>,
     redirect: Option<(TcpListener, u16)>,
     tls: Option<TlsAcceptor>,
+    api_tls: Option<TlsAcceptor>,
+    tls_watch_interval: Option<Duration>,
     forward_state: Arc<ForwardState>,
     api_state: Arc<ApiState>,
     handle: ProxyHandle,
@@ -192,14 +243,26 @@ impl fmt::Debug for ProxyServer {
 impl ProxyServer {
     /// Loads TLS material, binds every listener and installs the default route.
     pub async fn bind(config: ProxyConfig) -> Result<ProxyServer, ProxyError> {
-        let cert = match &config.tls {
-            Some(paths) => Some(Arc::new(ReloadableCert::load(&paths.cert, &paths.key)?)),
+        let mut certs = Vec::new();
+        let tls = match &config.tls {
+            Some(paths) => {
+                let cert = Arc::new(ReloadableCert::load(&paths.cert, &paths.key)?);
+                let server_config = cert.server_config(paths, &[b"h2", b"http/1.1"])?;
+                certs.push(cert);
+                Some(TlsAcceptor::from(Arc::new(server_config)))
+            }
             None => None,
         };
-        let tls = match &cert {
-            Some(cert) => Some(TlsAcceptor::from(Arc::new(cert.server_config()?))),
+        let api_tls = match &config.api_tls {
+            Some(paths) => {
+                let cert = Arc::new(ReloadableCert::load(&paths.cert, &paths.key)?);
+                let server_config = cert.server_config(paths, &[b"http/1.1"])?;
+                certs.push(cert);
+                Some(TlsAcceptor::from(Arc::new(server_config)))
+            }
             None => None,
         };
+        let client = upstream_client(&config.upstream_tls)?;
         let custom_headers = config
             .custom_headers
             .iter()
@@ -255,7 +318,7 @@ impl ProxyServer {
         let forward_state = Arc::new(ForwardState {
             routes: routes.clone(),
             metrics: metrics.clone(),
-            client: upstream_client(),
+            client,
             options: ForwardOptions {
                 x_forward: config.x_forward,
                 include_prefix: config.include_prefix,
@@ -289,7 +352,9 @@ impl ProxyServer {
             .header_read_timeout(header_timeout);
         http.http2()
             .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)));
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            // RFC 8441: WebSockets over HTTP/2 (extended CONNECT), which browsers use when offered.
+            .enable_connect_protocol();
 
         Ok(ProxyServer {
             public,
@@ -297,12 +362,14 @@ impl ProxyServer {
             metrics_listener,
             redirect,
             tls,
+            api_tls,
+            tls_watch_interval: config.tls_watch_interval,
             forward_state,
             api_state,
             handle: ProxyHandle {
                 routes,
                 metrics,
-                cert,
+                certs,
             },
             http: Arc::new(http),
             shutdown_grace: config.shutdown_grace,
@@ -361,28 +428,17 @@ impl ProxyServer {
                     encrypted: tls.is_some(),
                 };
                 let service = service_fn(move |req| forward::handle(state.clone(), conn, req));
-                match tls {
-                    None => serve_io(stream, service, &http, watcher).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => serve_io(stream, service, &http, watcher).await,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, error = %ErrorChain(&error), "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                        }
-                    }
-                }
+                serve_plain_or_tls(stream, peer, tls, service, &http, watcher).await;
             }
         });
         let api_state = self.api_state.clone();
-        let api = accept_loop(self.api, ctx, move |stream, _peer, watcher, http| {
+        let api_tls = self.api_tls.clone();
+        let api = accept_loop(self.api, ctx, move |stream, peer, watcher, http| {
             let state = api_state.clone();
+            let tls = api_tls.clone();
             async move {
                 let service = service_fn(move |req| api::handle(state.clone(), req));
-                serve_io(stream, service, &http, watcher).await;
+                serve_plain_or_tls(stream, peer, tls, service, &http, watcher).await;
             }
         });
         let metrics = self.handle.metrics.clone();
@@ -411,8 +467,26 @@ impl ProxyServer {
                 .await;
             }
         };
+        let handle = self.handle.clone();
+        let watch_interval = self.tls_watch_interval;
+        let watch_certificates = async {
+            let Some(interval) = watch_interval.filter(|_| !handle.certs.is_empty()) else {
+                return;
+            };
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = stop_accepting.cancelled() => return,
+                }
+                // Reading a few small files; off the async workers all the same.
+                let handle = handle.clone();
+                let _ = tokio::task::spawn_blocking(move || handle.reload_changed_tls()).await;
+            }
+        };
         let accepting = async {
-            tokio::join!(public, api, metrics_loop, redirect_loop);
+            tokio::join!(public, api, metrics_loop, redirect_loop, watch_certificates);
         };
         let stopping = async {
             shutdown.await;
@@ -444,15 +518,22 @@ pub async fn serve(
 /// leaves room for request heads far larger than browsers send.
 const CONNECTION_BUFFER_LIMIT: usize = 64 * 1024;
 
-fn upstream_client() -> Client<HttpConnector, ProxyBody> {
+fn upstream_client(tls: &UpstreamTls) -> Result<UpstreamClient, ProxyError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(20)));
-    Client::builder(TokioExecutor::new())
+    // The TLS layer below takes `https://` targets; plain ones pass through it untouched.
+    connector.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(upstream_client_config(tls)?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new())
         .http1_max_buf_size(CONNECTION_BUFFER_LIMIT)
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(UPSTREAM_POOL_IDLE)
-        .build(connector)
+        .build(connector))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ProxyError> {
@@ -513,6 +594,37 @@ where
                 }
             }
         }
+    }
+}
+
+/// Serves a connection as is, or after a TLS handshake when `tls` is set.
+async fn serve_plain_or_tls<S>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    service: S,
+    http: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ProxyBody>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let Some(acceptor) = tls else {
+        serve_io(stream, service, http, watcher).await;
+        return;
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_io(stream, service, http, watcher).await,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, error = %ErrorChain(&error), "TLS handshake failed")
+        }
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 

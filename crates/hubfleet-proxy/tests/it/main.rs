@@ -4,6 +4,7 @@
 mod api;
 mod client;
 mod forwarding;
+mod internal_ssl;
 mod malformed;
 mod streaming;
 mod support;

@@ -68,10 +68,9 @@ async fn https_with_h2_reload_and_redirect() {
 
     let user = echo_upstream().await;
     let proxy = TestProxy::start(ProxyConfig {
-        tls: Some(TlsPaths {
-            cert: serving_cert.clone(),
-            key: serving_key.clone(),
-        }),
+        tls: Some(TlsPaths::new(&serving_cert, &serving_key)),
+        // This test reloads by hand (the SIGHUP path); the file watcher has its own test.
+        tls_watch_interval: None,
         redirect_addr: Some("127.0.0.1:0".parse().unwrap()),
         redirect_to_port: Some(8443),
         ..ProxyConfig::default()
@@ -147,10 +146,10 @@ async fn https_with_h2_reload_and_redirect() {
 async fn missing_certificate_fails_to_bind() {
     let dir = tempfile::tempdir().unwrap();
     let config = ProxyConfig {
-        tls: Some(TlsPaths {
-            cert: dir.path().join("nope.crt"),
-            key: dir.path().join("nope.key"),
-        }),
+        tls: Some(TlsPaths::new(
+            dir.path().join("nope.crt"),
+            dir.path().join("nope.key"),
+        )),
         ..ProxyConfig::default()
     };
     let error = hubfleet_proxy::ProxyServer::bind(config).await.unwrap_err();
@@ -158,4 +157,65 @@ async fn missing_certificate_fails_to_bind() {
         matches!(error, hubfleet_proxy::ProxyError::Tls { .. }),
         "{error:?}"
     );
+}
+
+/// The certificate files are watched: rewriting them puts the new pair in use without a signal, and
+/// a broken rewrite keeps the previous certificate serving (and is counted as a failed reload).
+#[tokio::test]
+async fn certificate_is_reloaded_when_its_files_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_cert, first_key) = generate_cert(dir.path(), "first");
+    let (second_cert, second_key) = generate_cert(dir.path(), "second");
+    let serving_cert = dir.path().join("serving.crt");
+    let serving_key = dir.path().join("serving.key");
+    std::fs::copy(&first_cert, &serving_cert).unwrap();
+    std::fs::copy(&first_key, &serving_key).unwrap();
+    let proxy = TestProxy::start(ProxyConfig {
+        tls: Some(TlsPaths::new(&serving_cert, &serving_key)),
+        tls_watch_interval: Some(std::time::Duration::from_millis(50)),
+        ..ProxyConfig::default()
+    })
+    .await;
+    let health = format!("https://localhost:{}/_chp_healthz", proxy.public.port());
+    // A fresh client per attempt, so every check is a new handshake.
+    let handshake_ok = |trusted: &Path| {
+        let client = client_trusting(trusted, proxy.public);
+        let health = health.clone();
+        async move { client.get(health).send().await.is_ok() }
+    };
+    assert!(handshake_ok(&first_cert).await);
+
+    std::fs::copy(&second_key, &serving_key).unwrap();
+    std::fs::copy(&second_cert, &serving_cert).unwrap();
+    let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
+    while !handshake_ok(&second_cert).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rewritten certificate was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        !handshake_ok(&first_cert).await,
+        "the old certificate is no longer served"
+    );
+
+    let failed_before = proxy.handle.metrics().tls_reloads_failed();
+    std::fs::write(&serving_cert, "garbage, not PEM").unwrap();
+    crate::support::wait_until("the watcher tried the broken files", || {
+        proxy.handle.metrics().tls_reloads_failed() > failed_before
+    })
+    .await;
+    assert!(
+        handshake_ok(&second_cert).await,
+        "the previous certificate keeps serving after a broken rewrite"
+    );
+    assert!(
+        proxy
+            .handle
+            .metrics_text()
+            .contains("hubfleet_proxy_tls_reloads_total{outcome=\"failed\"}"),
+        "failed reloads are exported"
+    );
+    proxy.stop().await;
 }
