@@ -29,10 +29,11 @@ pub use error::StoreError;
 pub use groups::RoleHolder;
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
-    Backend, Group, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service,
+    Backend, Group, NewService, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service,
     Session, TokenOwner, TokenRecord, User, UserDetails, UserQuery, UserSort, UserState,
     Visibility,
 };
 pub use passwords::{NativeAccountRow, StoredSharedPassword};
+pub use services::ServiceCredentials;
 pub use shares::{Share, ShareCode, ShareQuery, ShareWith, SharedServer, filter_to_server};
 pub use store::Store;

@@ -55,6 +55,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_users_total.sql"),
         postgres: include_str!("../migrations/postgres/0006_users_total.sql"),
     },
+    Migration {
+        version: 7,
+        description: "runtime services; expiry indexes for purging",
+        sqlite: include_str!("../migrations/sqlite/0007_runtime_services.sql"),
+        postgres: include_str!("../migrations/postgres/0007_runtime_services.sql"),
+    },
 ];
 
 /// The schema version this build of the store reads and writes.

@@ -236,6 +236,48 @@ pub struct Service {
     pub id: i64,
     pub name: String,
     pub admin: bool,
+    /// False for services created through the REST API (JupyterHub's `from_config`).
+    pub from_config: bool,
+    /// Origin the proxy routes `<base_url>services/<name>/` to.
+    pub url: Option<String>,
+    pub info: serde_json::Map<String, serde_json::Value>,
+    /// Whether to list the service on the hub's pages.
+    pub display: bool,
+    /// The service's OAuth client, if it has one.
+    pub oauth_client_id: Option<String>,
+    pub oauth_no_confirm: bool,
+    pub oauth_client_allowed_scopes: Vec<String>,
+}
+
+/// A service to store; [`Service`] without the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewService {
+    pub name: String,
+    pub admin: bool,
+    pub from_config: bool,
+    pub url: Option<String>,
+    pub info: serde_json::Map<String, serde_json::Value>,
+    pub display: bool,
+    pub oauth_client_id: Option<String>,
+    pub oauth_no_confirm: bool,
+    pub oauth_client_allowed_scopes: Vec<String>,
+}
+
+impl NewService {
+    /// A service from the configuration with only a name and admin flag; the rest at defaults.
+    pub fn from_config(name: &str, admin: bool) -> NewService {
+        NewService {
+            name: name.to_string(),
+            admin,
+            from_config: true,
+            url: None,
+            info: serde_json::Map::new(),
+            display: true,
+            oauth_client_id: None,
+            oauth_no_confirm: false,
+            oauth_client_allowed_scopes: Vec::new(),
+        }
+    }
 }
 
 /// A group of users. Members and roles are loaded with it.

@@ -1,4 +1,5 @@
-//! API tokens, stored only as the hex SHA-256 the hub computes; plus purging of expired credentials.
+//! API tokens, stored only as the hex SHA-256 the hub computes; plus purging of expired credentials
+//! (tokens, sessions, OAuth codes, share codes).
 
 use hubfleet_types::Timestamp;
 
@@ -129,6 +130,28 @@ impl Store {
         })
     }
 
+    /// Revokes the OAuth access tokens `client_id` issued to one user (JupyterHub revokes them
+    /// all when one is deleted). Access tokens always expire; a token tied to the client that
+    /// never expires is the client's own server token (kept with the client only so that deleting
+    /// the client revokes it), which stays. Returns how many were deleted.
+    pub async fn delete_user_oauth_tokens(
+        &self,
+        user_id: i64,
+        client_id: &str,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, write, |pool| {
+            Ok(sqlx::query(
+                "DELETE FROM api_tokens WHERE user_id = $1 AND oauth_client_id = $2 \
+                 AND expires_at IS NOT NULL",
+            )
+            .bind(user_id)
+            .bind(client_id)
+            .execute(pool)
+            .await?
+            .rows_affected())
+        })
+    }
+
     /// Records token use; never moves `last_activity` backwards. A missing token is not an error.
     pub async fn touch_token(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
         dispatch!(self, write, |pool| {
@@ -144,8 +167,9 @@ impl Store {
         })
     }
 
-    /// Deletes tokens, sessions and OAuth codes that expired at or before `now`, in one
-    /// transaction. Lookups already ignore them; this only reclaims space. Returns rows deleted.
+    /// Deletes tokens, sessions, OAuth codes and share codes that expired at or before `now`, in
+    /// one transaction. Lookups already ignore them; this reclaims space and keeps hashes of dead
+    /// secrets out of the database. Returns rows deleted.
     pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         let now = to_micros(&now);
         dispatch!(self, write, |pool| {
@@ -155,6 +179,7 @@ impl Store {
                 "DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1",
                 "DELETE FROM sessions WHERE expires_at <= $1",
                 "DELETE FROM oauth_codes WHERE expires_at <= $1",
+                "DELETE FROM share_codes WHERE expires_at IS NOT NULL AND expires_at <= $1",
             ] {
                 deleted += sqlx::query(sql)
                     .bind(now)

@@ -14,17 +14,19 @@ async fn seed(store: &Store, version: i64) {
             .execute_script(
                 "INSERT INTO users (name, admin, created) VALUES ('seeded', TRUE, 1700000000000000);
                  INSERT INTO servers (user_id, name, status, user_options)
-                 SELECT id, 'gpu', 'stopped', '{\"size\": 2}' FROM users WHERE name = 'seeded';",
+                 SELECT id, 'gpu', 'stopped', '{\"size\": 2}' FROM users WHERE name = 'seeded';
+                 INSERT INTO services (name, admin) VALUES ('seeded-service', TRUE);",
             )
             .await
             .unwrap(),
-        // Versions 3 to 6 add tables only; the same rows suit them all.
-        2..=5 => store
+        // Versions 3 to 7 add tables and columns only; the same rows suit them all.
+        2..=6 => store
             .execute_script(
                 "INSERT INTO users (name, admin, created) VALUES ('seeded', TRUE, 1700000000000000);
                  INSERT INTO servers (user_id, name, status, user_options, display_name)
                  SELECT id, 'gpu', 'stopped', '{\"size\": 2}', '' FROM users WHERE name = 'seeded';
-                 INSERT INTO groups (name, properties) VALUES ('seeded-group', '{}');",
+                 INSERT INTO groups (name, properties) VALUES ('seeded-group', '{}');
+                 INSERT INTO services (name, admin) VALUES ('seeded-service', TRUE);",
             )
             .await
             .unwrap(),
@@ -67,6 +69,12 @@ async fn check_upgraded(store: &Store, from: i64) {
     };
     let (_, total) = store.query_user_page(&everyone, true).await.unwrap();
     assert_eq!(total, Some(store.count_users().await.unwrap()));
+    // Version 7: services already there came from the configuration.
+    if from >= 1 {
+        let service = store.get_service("seeded-service").await.unwrap().unwrap();
+        assert!(service.from_config && service.admin && service.display);
+        assert!(service.info.is_empty() && service.url.is_none());
+    }
     // The upgraded schema works for writes across tables.
     let user = store
         .create_user(&user_name("after-upgrade"), false)

@@ -199,3 +199,81 @@ fn new_token_debug_hides_hash() {
         "other fields are still shown: {debug}"
     );
 }
+
+store_test!(
+    a_users_oauth_tokens_for_a_client_go_together_and_others_stay,
+    |store| {
+        let alice = store.create_user(&user_name("alice"), false).await.unwrap();
+        let bob = store.create_user(&user_name("bob"), false).await.unwrap();
+        // (hash, owner, client, expires): OAuth access tokens expire; the server's own token
+        // is tied to its client but never expires; a plain API token has no client.
+        for (hash, owner, client, expires) in [
+            ("oauth-1", alice.id, Some("service-x"), true),
+            ("oauth-2", alice.id, Some("service-x"), true),
+            ("server-own", alice.id, Some("service-x"), false),
+            ("other-client", alice.id, Some("service-y"), true),
+            ("plain", alice.id, None, false),
+            ("bobs", bob.id, Some("service-x"), true),
+        ] {
+            let mut new = token(hash, TokenOwner::User(owner));
+            new.oauth_client_id = client.map(str::to_string);
+            new.expires_at = expires.then(|| at(3600));
+            store.insert_token(&new).await.unwrap();
+        }
+        assert_eq!(
+            store
+                .delete_user_oauth_tokens(alice.id, "service-x")
+                .await
+                .unwrap(),
+            2
+        );
+        for (hash, kept) in [
+            ("oauth-1", false),
+            ("oauth-2", false),
+            ("server-own", true),
+            ("other-client", true),
+            ("plain", true),
+            ("bobs", true),
+        ] {
+            let found = store.find_token(hash, at(1)).await.unwrap();
+            assert_eq!(found.is_some(), kept, "{hash}");
+        }
+    }
+);
+
+store_test!(purging_removes_expired_share_codes_and_keeps_live_ones, |store| {
+    let alice = store.create_user(&user_name("alice"), false).await.unwrap();
+    let server = store
+        .create_server(
+            alice.id,
+            &hubfleet_types::ServerName::default(),
+            "",
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    let scopes = vec!["access:servers!server=alice/".to_string()];
+    for (hash, expires) in [
+        ("expired", Some(at(10))),
+        ("live", Some(at(100))),
+        ("forever", None),
+    ] {
+        store
+            .insert_share_code(server.id, hash, &scopes, at(0), expires)
+            .await
+            .unwrap();
+    }
+    let mut expired_token = token("expired-token", TokenOwner::User(alice.id));
+    expired_token.expires_at = Some(at(20));
+    store.insert_token(&expired_token).await.unwrap();
+    // One share code and one token had expired by 50.
+    assert_eq!(store.purge_expired(at(50)).await.unwrap(), 2);
+    // Listed as of time 0, when all three codes were live: the expired one is gone from the table.
+    let (codes, total) = store
+        .list_share_codes(hubfleet_store::ShareQuery::Server(server.id), at(0), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((codes.len(), total), (2, 2));
+    assert!(store.list_user_tokens(alice.id).await.unwrap().is_empty());
+    assert_eq!(store.purge_expired(at(50)).await.unwrap(), 0);
+});
