@@ -21,6 +21,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Normalised with a leading and a trailing slash, e.g. `/` or `/jupyter/`.
     pub base_url: String,
+    /// `scheme://host[:port]` of the configured public URL (whose path is `base_url`), for
+    /// absolute URLs in API models; `None` when no public URL is configured.
+    pub public_origin: Option<String>,
     /// Absolute.
     pub data_dir: PathBuf,
     pub hub: HubConfig,
@@ -45,6 +48,7 @@ pub struct HubConfig {
     pub listen: SocketAddr,
     pub cookie_max_age: Duration,
     pub public_metrics: bool,
+    pub purge_expired_every: Duration,
 }
 
 #[derive(Debug, Clone)]

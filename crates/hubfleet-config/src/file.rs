@@ -40,6 +40,8 @@ pub(crate) struct FileConfig {
     pub listen: SocketAddr,
     /// URL prefix under which every route lives, e.g. `/jupyter/`. Must start with `/`; a trailing `/` is added.
     pub base_url: String,
+    /// The URL people use to reach the hub, including `base_url`, e.g. `https://hub.example.org/jupyter/` (JupyterHub's `public_url`). A trailing `/` is added, and `base_url` too when the URL has no path. When set, API models carry absolute URLs (`full_url`, `full_progress_url`, a share code's `full_accept_url`); unset, those fields are null.
+    pub public_url: Option<String>,
     /// Directory for the database, cookie secret and other state. Relative paths resolve against the config file's directory.
     #[schemars(extend("x-value-type" = "path"))]
     pub data_dir: PathBuf,
@@ -145,6 +147,7 @@ impl Default for FileConfig {
         FileConfig {
             listen: loopback(8000),
             base_url: "/".to_string(),
+            public_url: None,
             data_dir: PathBuf::from("./hubfleet-data"),
             hub: HubSection::default(),
             proxy: ProxySection::default(),
@@ -171,6 +174,8 @@ pub(crate) struct HubSection {
     pub cookie_max_age: DurationSetting,
     /// Serve `/hub/metrics` to anyone. By default it needs a token with the `read:metrics` scope.
     pub public_metrics: bool,
+    /// How often to delete expired API tokens, OAuth codes, login sessions and share codes from the database (also done at every start). Expired ones are never accepted; this only removes them.
+    pub purge_expired_every: DurationSetting,
 }
 
 impl Default for HubSection {
@@ -179,6 +184,7 @@ impl Default for HubSection {
             listen: loopback(8081),
             cookie_max_age: DurationSetting(Duration::from_secs(14 * 86_400)),
             public_metrics: false,
+            purge_expired_every: DurationSetting(Duration::from_secs(3600)),
         }
     }
 }

@@ -822,3 +822,56 @@ fn generated_docs_are_current() {
         "{stale:?} are stale; run `UPDATE_GENERATED=1 cargo test -p hubfleet-config generated_docs_are_current` and commit the result"
     );
 }
+
+#[test]
+fn public_url_gives_the_origin_for_absolute_urls_and_must_match_base_url() {
+    assert_eq!(load_str("").unwrap().public_origin, None);
+    for (yaml, origin) in [
+        (
+            "public_url: https://hub.example.org\n",
+            "https://hub.example.org",
+        ),
+        (
+            "base_url: /jupyter\npublic_url: https://hub.example.org:8443/jupyter\n",
+            "https://hub.example.org:8443",
+        ),
+        (
+            "base_url: /jupyter/\npublic_url: http://10.0.0.1/\n",
+            "http://10.0.0.1",
+        ),
+    ] {
+        let config = load_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        assert_eq!(config.public_origin.as_deref(), Some(origin), "{yaml}");
+    }
+    assert_error(
+        "base_url: /jupyter/\npublic_url: https://hub.example.org/other/\n",
+        "hubfleet.yaml:2:1: ",
+        "must end with base_url",
+    );
+    for bad in [
+        "hub.example.org",
+        "ftp://hub.example.org/",
+        "https://hub.example.org/?x=1",
+    ] {
+        assert_error(
+            &format!("public_url: \"{bad}\"\n"),
+            "hubfleet.yaml:1:1: ",
+            "public_url must be an http(s) URL",
+        );
+    }
+}
+
+#[test]
+fn expired_credentials_are_purged_hourly_unless_configured() {
+    assert_eq!(
+        load_str("").unwrap().hub.purge_expired_every,
+        Duration::from_secs(3600)
+    );
+    let config = load_str("hub:\n  purge_expired_every: 2s\n").unwrap();
+    assert_eq!(config.hub.purge_expired_every, Duration::from_secs(2));
+    assert_error(
+        "hub:\n  purge_expired_every: 0s\n",
+        "hubfleet.yaml:2:",
+        "longer than 0s",
+    );
+}

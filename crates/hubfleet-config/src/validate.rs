@@ -60,7 +60,17 @@ impl Resolver<'_> {
             listen: file.hub.listen,
             cookie_max_age: file.hub.cookie_max_age.0,
             public_metrics: file.hub.public_metrics,
+            purge_expired_every: file.hub.purge_expired_every.0,
         };
+        if hub.purge_expired_every.is_zero() {
+            self.problem(
+                &["hub.purge_expired_every"],
+                "hub.purge_expired_every must be longer than 0s".to_string(),
+            );
+        }
+        let public_origin = file
+            .public_url
+            .and_then(|url| self.public_origin(&url, &base_url));
 
         let tls = file.proxy.tls.and_then(|tls| match (tls.cert, tls.key) {
             (Some(cert), Some(key)) => Some(TlsConfig {
@@ -153,6 +163,7 @@ impl Resolver<'_> {
         Config {
             listen: file.listen,
             base_url,
+            public_origin,
             data_dir,
             hub,
             proxy,
@@ -250,6 +261,45 @@ impl Resolver<'_> {
             base_url.push('/');
         }
         base_url
+    }
+
+    /// The origin of `public_url`, checked the way JupyterHub checks `JupyterHub.public_url`: its
+    /// path must be `base_url` (or empty, meaning `base_url`). Unlike JupyterHub, a missing
+    /// `http(s)://` is an error rather than an assumed `https://`.
+    fn public_origin(&mut self, public_url: &str, base_url: &str) -> Option<String> {
+        let parsed = match url::Url::parse(public_url) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https")
+                    && parsed.host_str().is_some()
+                    && parsed.query().is_none()
+                    && parsed.fragment().is_none()
+                    && parsed.username().is_empty()
+                    && parsed.password().is_none() =>
+            {
+                parsed
+            }
+            _ => {
+                self.problem(
+                    &["public_url"],
+                    format!(
+                        "public_url must be an http(s) URL without query, fragment or credentials, e.g. `https://hub.example.org/`, got {public_url:?}"
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut path = parsed.path().to_string();
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        if path != "/" && !path.ends_with(base_url) {
+            self.problem(
+                &["public_url", "base_url"],
+                format!("public_url must end with base_url {base_url:?}, got {public_url:?}"),
+            );
+            return None;
+        }
+        Some(parsed.origin().ascii_serialization())
     }
 
     /// Two listeners collide when they share a port and either address is the same or one is
