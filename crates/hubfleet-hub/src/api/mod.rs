@@ -172,12 +172,7 @@ async fn target_user(
         Err(_) => None,
     };
     let Some(user) = user else {
-        if !scopes.iter().any(|s| identity.scopes.has(s)) {
-            return Err(ApiError(HubError::Forbidden(scopes.join(", "))));
-        }
-        return Err(ApiError(HubError::NotFound(format!(
-            "No such user: {name}"
-        ))));
+        return Err(missing_user(identity, name, scopes));
     };
     let groups = state
         .store
@@ -191,6 +186,15 @@ async fn target_user(
         Some(server) => require(identity, scopes, target.server(server))?,
     }
     Ok(target)
+}
+
+/// The answer for a request naming an unknown user: 404 for callers holding one of `scopes` at
+/// all, 403 otherwise, as in JupyterHub.
+fn missing_user(identity: &Identity, name: &str, scopes: &[&str]) -> ApiError {
+    if !scopes.iter().any(|s| identity.scopes.has(s)) {
+        return ApiError(HubError::Forbidden(scopes.join(", ")));
+    }
+    ApiError(HubError::NotFound(format!("No such user: {name}")))
 }
 
 /// A JSON request body; an empty body is `None`.

@@ -1,10 +1,8 @@
 //! JSON models in the shapes JupyterHub emits (`apihandlers/base.py`), and their vertical
 //! filtering: a caller sees only the fields its scopes cover for that resource.
 
-use std::collections::HashMap;
-
 use hubfleet_core::scopes::{Resource, ScopeSet};
-use hubfleet_store::{Group, Server, ServerStatus, Service, TokenRecord, User};
+use hubfleet_store::{Group, Server, ServerStatus, Service, TokenRecord, User, UserDetails};
 use hubfleet_types::isoformat;
 use serde_json::{Map, Value, json};
 
@@ -59,45 +57,42 @@ fn api_prefix(state: &AppState) -> String {
     format!("{}api/", state.hub_prefix)
 }
 
-/// What a user model is built from; loaded for a whole page at once by [`user_models`].
-pub(crate) struct UserParts<'a> {
-    pub user: &'a User,
-    pub servers: Vec<&'a Server>,
-    pub groups: &'a [String],
-    pub roles: Vec<String>,
+/// A user model in JupyterHub's shape (`apihandlers/base.py`), serialized straight from the
+/// loaded rows (no intermediate JSON tree: a page has 200 of them). A field the caller may not
+/// see is `None` and left out; `Some(None)` is an explicit `null`. Fields are declared in
+/// alphabetical order, the order in which hubfleet has always emitted them.
+#[derive(Debug, Default, serde::Serialize)]
+pub(crate) struct UserModel {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_state: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_activity: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<Option<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    servers: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_info: Option<UserInfo>,
 }
 
-fn full_user_model(state: &AppState, parts: &UserParts<'_>, include_stopped: bool) -> Value {
-    let user = parts.user;
-    let default = parts.servers.iter().find(|s| s.name.is_default());
-    let server_url = default
-        .filter(|s| s.status == ServerStatus::Running)
-        .map(|_| state.server_prefix(user.name.as_str(), ""));
-    let pending = match default.map(|s| s.status) {
-        Some(ServerStatus::Spawning) => json!("spawn"),
-        Some(ServerStatus::Stopping) => json!("stop"),
-        _ => Value::Null,
-    };
-    let servers: Map<String, Value> = parts
-        .servers
-        .iter()
-        .filter(|s| include_stopped || s.status != ServerStatus::Stopped)
-        .map(|s| (s.name.to_string(), server_model(state, user, s)))
-        .collect();
-    json!({
-        "kind": "user",
-        "name": user.name.as_str(),
-        "admin": user.admin,
-        "roles": parts.roles,
-        "groups": parts.groups,
-        "server": server_url,
-        "pending": pending,
-        "created": isoformat(&user.created),
-        "last_activity": opt_time(user.last_activity),
-        "servers": servers,
-        "auth_state": Value::Null,
-        "user_info": { "name": user.name.as_str(), "display_name": user.name.as_str() },
-    })
+#[derive(Debug, serde::Serialize)]
+struct UserInfo {
+    display_name: String,
+    name: String,
 }
 
 /// Which fields each read scope reveals (JupyterHub's vertical filtering of user models).
@@ -125,6 +120,78 @@ const USER_FIELDS: &[(&str, &[&str])] = &[
     ("admin:auth_state", &["kind", "name", "auth_state"]),
 ];
 
+/// The model of one user as `viewer` may see it (`None`: everything, for the user themself).
+/// `servers` lists stopped servers only with `include_stopped`.
+fn user_model_of(
+    state: &AppState,
+    viewer: Option<&ScopeSet>,
+    details: &UserDetails,
+    include_stopped: bool,
+) -> UserModel {
+    let user = &details.user;
+    let name = user.name.as_str();
+    let resource = Resource::User {
+        name,
+        groups: &details.groups,
+    };
+    let granted: Vec<&[&str]> = match viewer {
+        None => Vec::new(),
+        Some(scopes) => USER_FIELDS
+            .iter()
+            .filter(|(scope, _)| scopes.allows(scope, resource))
+            .map(|(_, keys)| *keys)
+            .collect(),
+    };
+    let shows = |key: &str| viewer.is_none() || granted.iter().any(|keys| keys.contains(&key));
+    let default = details.servers.iter().find(|s| s.name.is_default());
+    UserModel {
+        kind: shows("kind").then_some("user"),
+        name: shows("name").then(|| name.to_string()),
+        admin: shows("admin").then_some(user.admin),
+        roles: shows("roles")
+            .then(|| identity::merge_user_roles(user.admin, &details.roles, &details.group_roles)),
+        groups: shows("groups").then(|| details.groups.clone()),
+        server: shows("server").then(|| {
+            default
+                .filter(|s| s.status == ServerStatus::Running)
+                .map(|_| state.server_prefix(name, ""))
+        }),
+        pending: shows("pending").then(|| match default.map(|s| s.status) {
+            Some(ServerStatus::Spawning) => Some("spawn"),
+            Some(ServerStatus::Stopping) => Some("stop"),
+            _ => None,
+        }),
+        created: shows("created").then(|| isoformat(&user.created)),
+        last_activity: shows("last_activity").then(|| user.last_activity.map(|t| isoformat(&t))),
+        // Per server: a `!server=` filter reveals only that server.
+        servers: shows("servers").then(|| {
+            details
+                .servers
+                .iter()
+                .filter(|s| include_stopped || s.status != ServerStatus::Stopped)
+                .filter(|s| {
+                    viewer.is_none_or(|scopes| {
+                        scopes.allows(
+                            "read:servers",
+                            Resource::Server {
+                                user: name,
+                                server: s.name.as_str(),
+                                groups: &details.groups,
+                            },
+                        )
+                    })
+                })
+                .map(|s| (s.name.to_string(), server_model(state, user, s)))
+                .collect()
+        }),
+        auth_state: shows("auth_state").then_some(Value::Null),
+        user_info: shows("user_info").then(|| UserInfo {
+            display_name: name.to_string(),
+            name: name.to_string(),
+        }),
+    }
+}
+
 /// Keeps only the fields of `model` that `scopes` allow on `resource`.
 fn filter_fields(
     model: Value,
@@ -144,84 +211,49 @@ fn filter_fields(
     Value::Object(fields)
 }
 
-/// User models for a page of users, as `identity` may see them: groups, roles and servers of
-/// the whole page come from one query each.
+/// User models for a page of users, as `identity` may see them: servers, groups and roles of
+/// the whole page come from one query.
 pub(crate) async fn user_models(
     state: &AppState,
     identity: &Identity,
     users: &[User],
     include_stopped: bool,
-) -> Result<Vec<Value>, HubError> {
-    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-    let servers = state
+) -> Result<Vec<UserModel>, HubError> {
+    let details = state
         .store
-        .list_servers_for_users(&ids, !include_stopped)
+        .user_details(users.to_vec(), include_stopped)
         .await?;
-    let groups = state.store.groups_of_users(&ids).await?;
-    let own_roles = state.store.roles_of_users(&ids).await?;
-    let group_roles = state.store.group_roles_of_users(&ids).await?;
-    let mut servers_by_user: HashMap<i64, Vec<&Server>> = HashMap::new();
-    for server in &servers {
-        servers_by_user
-            .entry(server.user_id)
-            .or_default()
-            .push(server);
-    }
-    let empty: Vec<String> = Vec::new();
-    Ok(users
+    Ok(detailed_user_models(
+        state,
+        identity,
+        &details,
+        include_stopped,
+    ))
+}
+
+/// User models, as `identity` may see them, from details already loaded.
+pub(crate) fn detailed_user_models(
+    state: &AppState,
+    identity: &Identity,
+    details: &[UserDetails],
+    include_stopped: bool,
+) -> Vec<UserModel> {
+    details
         .iter()
-        .map(|user| {
-            let user_groups = groups.get(&user.id).unwrap_or(&empty);
-            let parts = UserParts {
-                user,
-                servers: servers_by_user.remove(&user.id).unwrap_or_default(),
-                groups: user_groups,
-                roles: identity::merge_user_roles(
-                    user.admin,
-                    own_roles.get(&user.id).unwrap_or(&empty),
-                    group_roles.get(&user.id).unwrap_or(&empty),
-                ),
-            };
-            let model = full_user_model(state, &parts, include_stopped);
-            let resource = Resource::User {
-                name: user.name.as_str(),
-                groups: user_groups,
-            };
-            let mut model = filter_fields(model, &identity.scopes, resource, USER_FIELDS);
-            // `servers` is per server: a `!server=` filter reveals only that server.
-            if let Some(Value::Object(servers)) = model.get_mut("servers") {
-                servers.retain(|name, _| {
-                    identity.scopes.allows(
-                        "read:servers",
-                        Resource::Server {
-                            user: user.name.as_str(),
-                            server: name,
-                            groups: user_groups,
-                        },
-                    )
-                });
-            }
-            model
-        })
-        .collect())
+        .map(|d| user_model_of(state, Some(&identity.scopes), d, include_stopped))
+        .collect()
 }
 
 /// The full model of one user, unfiltered (`GET /user` for the caller itself).
 pub(crate) async fn user_model(state: &AppState, user: &User) -> Result<Value, HubError> {
-    let servers = state.store.list_user_servers(user.id).await?;
-    let groups = state
+    let details = state
         .store
-        .groups_of_users(&[user.id])
+        .user_details(vec![user.clone()], false)
         .await?
-        .remove(&user.id)
-        .unwrap_or_default();
-    let parts = UserParts {
-        user,
-        servers: servers.iter().collect(),
-        groups: &groups,
-        roles: identity::user_roles(state, user).await?,
-    };
-    Ok(full_user_model(state, &parts, false))
+        .pop()
+        .ok_or_else(|| HubError::NotFound(format!("No such user: {}", user.name)))?;
+    serde_json::to_value(user_model_of(state, None, &details, false))
+        .map_err(|err| HubError::Internal(format!("cannot encode a user model: {err}")))
 }
 
 /// `GET /hub/api/user`: the caller's model plus `scopes`, `session_id` and `token_id`.
@@ -282,17 +314,25 @@ const SERVICE_FIELDS: &[(&str, &[&str])] = &[
 ];
 
 pub(crate) fn service_model(state: &AppState, identity: &Identity, service: &Service) -> Value {
+    // Only services the proxy routes have a prefix (JupyterHub: those with a server).
+    let prefix = match service.url {
+        Some(_) => crate::services::service_prefix(state, &service.name),
+        None => String::new(),
+    };
+    let command = crate::services::configured(state, &service.name)
+        .and_then(|configured| configured.command.clone())
+        .unwrap_or_default();
     let model = json!({
         "kind": "service",
         "name": service.name,
         "admin": service.admin,
         "roles": identity::service_roles(state, service),
-        "url": "",
-        "prefix": "",
-        "command": [],
+        "url": service.url.as_deref().unwrap_or_default(),
+        "prefix": prefix,
+        "command": command,
         "pid": 0,
-        "info": {},
-        "display": true,
+        "info": service.info,
+        "display": service.display,
     });
     filter_fields(
         model,

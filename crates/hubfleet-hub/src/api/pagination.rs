@@ -5,6 +5,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Params;
@@ -58,22 +59,31 @@ pub(crate) fn page(headers: &HeaderMap, query: &Params) -> Result<Page, ApiError
 }
 
 /// The page as JupyterHub renders it: bare when not wrapped, else with `_pagination` whose
-/// `next.url` is the request URL with `offset` and `limit` replaced.
-pub(crate) fn respond(
+/// `next.url` is the request URL with `offset` and `limit` replaced. `total` is only read for a
+/// wrapped page, so callers may skip counting otherwise.
+pub(crate) fn respond<T: Serialize>(
     page: Page,
-    items: Vec<Value>,
+    items: Vec<T>,
     total: i64,
     headers: &HeaderMap,
     uri: &http::Uri,
 ) -> Response {
     if !page.wrapped {
-        return axum::Json(Value::Array(items)).into_response();
+        return axum::Json(items).into_response();
     }
-    axum::Json(json!({
-        "items": items,
-        "_pagination": meta(page, total, headers, uri),
-    }))
+    axum::Json(Wrapped {
+        pagination: meta(page, total, headers, uri),
+        items,
+    })
     .into_response()
+}
+
+/// `{_pagination, items}`, serialized from the items as they are.
+#[derive(Serialize)]
+struct Wrapped<T> {
+    #[serde(rename = "_pagination")]
+    pagination: Value,
+    items: Vec<T>,
 }
 
 /// The `_pagination` object of a wrapped page.

@@ -9,8 +9,8 @@ use hubfleet_store::{RoleHolder, ServerStatus, UserQuery, UserSort, UserState, V
 use hubfleet_types::{ServerName, UserName};
 
 use super::{
-    AppStateRef, Params, authenticated, json_body, json_object, models, only_keys, pagination,
-    require, string_list, target_user,
+    AppStateRef, Params, authenticated, json_body, json_object, missing_user, models, only_keys,
+    pagination, require, string_list, target_user,
 };
 use crate::HubError;
 use crate::error::{ApiError, ApiResult};
@@ -110,10 +110,22 @@ pub(super) async fn list(
         offset: page.offset,
         limit: page.limit,
     };
-    let (users, total) = state.store.query_users(&user_query).await?;
+    // Two statements per page: the users (with the total, only when the page is wrapped), then
+    // everything their models show.
+    let (users, total) = state
+        .store
+        .query_user_page(&user_query, page.wrapped)
+        .await?;
     let include_stopped = truthy(&query, "include_stopped_servers");
-    let items = models::user_models(&state, &identity, &users, include_stopped).await?;
-    Ok(pagination::respond(page, items, total, &headers, &uri))
+    let details = state.store.user_details(users, include_stopped).await?;
+    let items = models::detailed_user_models(&state, &identity, &details, include_stopped);
+    Ok(pagination::respond(
+        page,
+        items,
+        total.unwrap_or_default(),
+        &headers,
+        &uri,
+    ))
 }
 
 fn parse_names(raw: &[String]) -> Result<Vec<UserName>, ApiError> {
@@ -194,10 +206,32 @@ pub(super) async fn get_one(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let identity = authenticated(&state, &method, &headers, &query).await?;
-    let target = target_user(&state, &identity, &name, READ_USER_SCOPES, None).await?;
     let include_stopped = truthy(&query, "include_stopped_servers");
-    let mut models =
-        models::user_models(&state, &identity, &[target.user], include_stopped).await?;
+    // One query for the user and everything its model shows; the access checks are
+    // `target_user`'s.
+    let details = match UserName::parse(&name) {
+        Ok(user_name) => {
+            state
+                .store
+                .user_details_by_name(&user_name, include_stopped)
+                .await?
+        }
+        Err(_) => None,
+    };
+    let Some(details) = details else {
+        return Err(missing_user(&identity, &name, READ_USER_SCOPES));
+    };
+    let resource = Resource::User {
+        name: details.user.name.as_str(),
+        groups: &details.groups,
+    };
+    require(&identity, READ_USER_SCOPES, resource)?;
+    let mut models = models::detailed_user_models(
+        &state,
+        &identity,
+        std::slice::from_ref(&details),
+        include_stopped,
+    );
     Ok(axum::Json(models.remove(0)).into_response())
 }
 
