@@ -25,6 +25,9 @@ pub enum HubError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// The resource exists but this method may not change it (e.g. a service from the config).
+    #[error("{0}")]
+    NotModifiable(String),
     #[error("{message}")]
     ServerNotRunning { message: String },
     #[error("'_xsrf' argument missing or incorrect")]
@@ -69,6 +72,7 @@ impl HubError {
             NotFound(_) => (StatusCode::NOT_FOUND, self.to_string()),
             BadRequest(_) => (StatusCode::BAD_REQUEST, self.to_string()),
             Conflict(_) => (StatusCode::CONFLICT, self.to_string()),
+            NotModifiable(_) => (StatusCode::METHOD_NOT_ALLOWED, self.to_string()),
             ServerNotRunning { .. } => (StatusCode::FAILED_DEPENDENCY, self.to_string()),
             QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
             Store(hubfleet_store::StoreError::NotFound) => {

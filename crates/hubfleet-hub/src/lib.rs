@@ -22,6 +22,7 @@ mod metrics;
 mod oauth_login;
 mod pages;
 mod proxy_link;
+mod purge;
 mod queue;
 mod services;
 mod share_pages;
@@ -64,6 +65,7 @@ pub async fn run(
     let mut background = lifecycle::spawn_background_tasks(Arc::clone(&state));
     background.spawn(metrics::sample_event_loop(Arc::clone(&state)));
     background.spawn(culler::run(Arc::clone(&state)));
+    background.spawn(purge::run(Arc::clone(&state)));
     let metrics_routes = axum::Router::new()
         .route(
             &format!("{}metrics", state.hub_prefix),

@@ -593,7 +593,7 @@ pub(crate) struct StartupReport {
 /// credentials are current. Fast and independent of the number of users and servers.
 pub(crate) async fn prepare(state: &Arc<AppState>) -> Result<(), HubError> {
     state.proxy.ensure_running().await?;
-    register_services(state).await?;
+    crate::services::register(state).await?;
     let services_dir = state.config.data_dir.join("services");
     std::fs::create_dir_all(&services_dir)
         .map_err(|e| HubError::Internal(format!("creating {}: {e}", services_dir.display())))?;
@@ -653,44 +653,6 @@ pub(crate) async fn reconcile(state: &Arc<AppState>) -> Result<StartupReport, Hu
     Ok(report)
 }
 
-async fn register_services(state: &AppState) -> Result<(), HubError> {
-    for service in &state.config.services {
-        let record = state
-            .store
-            .upsert_service(&service.name, service.admin)
-            .await?;
-        state.store.delete_service_tokens(record.id).await?;
-        if let Some(token) = &service.api_token {
-            // The token is also the service's OAuth client secret, as in JupyterHub.
-            let prefix = crate::services::service_prefix(state, &service.name);
-            state
-                .store
-                .upsert_oauth_client(&OAuthClient {
-                    identifier: crate::services::oauth_client_id(&service.name),
-                    secret_hash: hash_token(token.expose()),
-                    redirect_uri: format!("{prefix}oauth_callback"),
-                    description: format!("service {}", service.name),
-                    allowed_scopes: vec![format!("access:services!service={}", service.name)],
-                })
-                .await?;
-            state
-                .store
-                .insert_token(&NewToken {
-                    hash: hash_token(token.expose()),
-                    owner: TokenOwner::Service(record.id),
-                    scopes: vec!["inherit".to_string()],
-                    note: "from the configuration".to_string(),
-                    created: hubfleet_types::now(),
-                    expires_at: None,
-                    session_id: None,
-                    oauth_client_id: None,
-                })
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 /// Makes the proxy's user routes exactly the running servers (JupyterHub's `check_routes`), and
 /// carries the proxy's observed activity over to users and servers.
 pub(crate) async fn sync_routes(state: &AppState) -> Result<(), HubError> {
@@ -735,16 +697,11 @@ async fn sync_routes_inner(state: &AppState) -> Result<(), HubError> {
         }
     }
     let mut services = BTreeMap::new();
-    for service in &state.config.services {
-        let Some(url) = &service.url else { continue };
-        let prefix = crate::services::service_prefix(state, &service.name);
+    for (prefix, url, name) in crate::services::routed(state).await? {
         let path = prefix.trim_end_matches('/').to_string();
-        if routes.get(&path).is_none_or(|route| &route.target != url) {
+        if routes.get(&path).is_none_or(|route| route.target != url) {
             tracing::info!(route = %prefix, "adding service route");
-            state
-                .proxy
-                .add_service_route(&prefix, url, &service.name)
-                .await?;
+            state.proxy.add_service_route(&prefix, &url, &name).await?;
         }
         services.insert(path, ());
     }

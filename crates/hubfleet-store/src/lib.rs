@@ -29,8 +29,8 @@ pub use error::StoreError;
 pub use groups::RoleHolder;
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
-    Backend, Group, NewService, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus, Service,
-    Session, TokenOwner, TokenRecord, User, UserDetails, UserQuery, UserSort, UserState,
+    Backend, Group, NewService, NewSession, NewToken, OAuthClient, OAuthCode, Server, ServerStatus,
+    Service, Session, TokenOwner, TokenRecord, User, UserDetails, UserQuery, UserSort, UserState,
     Visibility,
 };
 pub use passwords::{NativeAccountRow, StoredSharedPassword};

@@ -48,13 +48,22 @@ pub(crate) fn server_model(state: &AppState, user: &User, server: &Server) -> Va
         "url": prefix,
         "user_options": server.user_options,
         "progress_url": progress_url,
-        "full_url": Value::Null,
-        "full_progress_url": Value::Null,
+        "full_url": full_url(state, &prefix),
+        "full_progress_url": full_url(state, &progress_url),
     })
 }
 
 fn api_prefix(state: &AppState) -> String {
     format!("{}api/", state.hub_prefix)
+}
+
+/// `path` (which starts with `base_url`) made absolute with the configured public URL's origin,
+/// as JupyterHub fills `full_url` fields; null without a public URL.
+pub(crate) fn full_url(state: &AppState, path: &str) -> Value {
+    match &state.config.public_origin {
+        Some(origin) => Value::String(format!("{origin}{path}")),
+        None => Value::Null,
+    }
 }
 
 /// A user model in JupyterHub's shape (`apihandlers/base.py`), serialized straight from the

@@ -101,6 +101,8 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint!(DELETE "/share-codes/{owner}/{server_name}", "Revoke share codes: ?code=, ?id=, or all", ["shares"], [NO_CONTENT], shares::delete_codes),
     endpoint!(GET "/services", "Services, as an object keyed by name", ["list:services"], [OK], hub::list_services),
     endpoint!(GET "/services/{name}", "Get a service", ["read:services", "read:services:name", "read:roles:services"], [OK], hub::get_service),
+    endpoint!(POST "/services/{name}", "Create an external service at runtime (JupyterHub 5): admin, url, api_token, oauth_client_allowed_scopes, oauth_client_id, oauth_redirect_uri, oauth_no_confirm, info, display", ["admin:services"], [CREATED, (409, "Service exists")], hub::create_service),
+    endpoint!(DELETE "/services/{name}", "Delete a service created at runtime, with its token, OAuth client and route", ["admin:services"], [OK, (405, "Service from the configuration")], hub::delete_service),
     endpoint!(GET "/proxy", "The proxy's routing table (paginated)", ["proxy"], [OK], hub::get_proxy),
     endpoint!(POST "/proxy", "Make the proxy's routes match the running servers", ["proxy"], [OK], hub::sync_proxy),
     endpoint!(PATCH "/proxy", "Re-sync the proxy (its address comes from the configuration)", ["proxy"], [OK], hub::patch_proxy),

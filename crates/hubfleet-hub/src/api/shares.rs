@@ -23,8 +23,8 @@ use hubfleet_types::{ServerName, UserName, isoformat};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppStateRef, Params, Target, authenticated, json_object, only_keys, pagination, require,
-    target_user,
+    AppStateRef, Params, Target, authenticated, json_object, models, only_keys, pagination,
+    require, target_user,
 };
 use crate::HubError;
 use crate::error::{ApiError, ApiResult};
@@ -56,11 +56,12 @@ fn opt_time(ts: Option<hubfleet_types::Timestamp>) -> Value {
 
 /// The truncated server model of shares: owner, name, url, full_url, ready.
 fn server_model(state: &AppState, server: &SharedServer) -> Value {
+    let url = state.server_prefix(&server.owner, server.name.as_str());
     json!({
         "user": { "name": server.owner },
         "name": server.name.as_str(),
-        "url": state.server_prefix(&server.owner, server.name.as_str()),
-        "full_url": Value::Null,
+        "full_url": models::full_url(state, &url),
+        "url": url,
         "ready": server.status == hubfleet_store::ServerStatus::Running,
     })
 }
@@ -475,8 +476,9 @@ pub(super) async fn create_code(
         .await?;
     let mut model = code_model(&state, &stored);
     model["code"] = json!(code);
-    model["accept_url"] = json!(format!("{}accept-share?code={code}", state.hub_prefix));
-    model["full_accept_url"] = Value::Null;
+    let accept_url = format!("{}accept-share?code={code}", state.hub_prefix);
+    model["full_accept_url"] = models::full_url(&state, &accept_url);
+    model["accept_url"] = json!(accept_url);
     tracing::info!(by = %identity.name(), server = %format!("{}/{server}", owner.user.name), id = stored.id, "issued share code");
     Ok(json_response(model))
 }

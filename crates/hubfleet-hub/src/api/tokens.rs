@@ -82,7 +82,18 @@ pub(super) async fn delete(
     let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["tokens"], None).await?;
     let token = find(&state, target.user.id, &token_id).await?;
-    state.store.delete_token(token.id).await?;
+    // Deleting an OAuth access token revokes every token that client holds for the user (as
+    // JupyterHub does): logging out of one service means logging out of it everywhere.
+    match &token.oauth_client_id {
+        Some(client) if token.expires_at.is_some() => {
+            let revoked = state
+                .store
+                .delete_user_oauth_tokens(target.user.id, client)
+                .await?;
+            tracing::info!(user = %target.user.name, client = %client, revoked, "revoked a user's OAuth tokens for a client");
+        }
+        _ => state.store.delete_token(token.id).await?,
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -77,7 +77,11 @@ store_test!(
         assert!(!created.display);
         assert!(created.oauth_no_confirm);
         assert_eq!(created.oauth_client_allowed_scopes, ["read:users"]);
-        let token = store.find_token("token-hash", at(1)).await.unwrap().unwrap();
+        let token = store
+            .find_token("token-hash", at(1))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(token.owner, TokenOwner::Service(created.id));
         assert_eq!(token.scopes, ["inherit"]);
         assert_eq!(

@@ -241,39 +241,42 @@ store_test!(
     }
 );
 
-store_test!(purging_removes_expired_share_codes_and_keeps_live_ones, |store| {
-    let alice = store.create_user(&user_name("alice"), false).await.unwrap();
-    let server = store
-        .create_server(
-            alice.id,
-            &hubfleet_types::ServerName::default(),
-            "",
-            &serde_json::json!({}),
-        )
-        .await
-        .unwrap();
-    let scopes = vec!["access:servers!server=alice/".to_string()];
-    for (hash, expires) in [
-        ("expired", Some(at(10))),
-        ("live", Some(at(100))),
-        ("forever", None),
-    ] {
-        store
-            .insert_share_code(server.id, hash, &scopes, at(0), expires)
+store_test!(
+    purging_removes_expired_share_codes_and_keeps_live_ones,
+    |store| {
+        let alice = store.create_user(&user_name("alice"), false).await.unwrap();
+        let server = store
+            .create_server(
+                alice.id,
+                &hubfleet_types::ServerName::default(),
+                "",
+                &serde_json::json!({}),
+            )
             .await
             .unwrap();
+        let scopes = vec!["access:servers!server=alice/".to_string()];
+        for (hash, expires) in [
+            ("expired", Some(at(10))),
+            ("live", Some(at(100))),
+            ("forever", None),
+        ] {
+            store
+                .insert_share_code(server.id, hash, &scopes, at(0), expires)
+                .await
+                .unwrap();
+        }
+        let mut expired_token = token("expired-token", TokenOwner::User(alice.id));
+        expired_token.expires_at = Some(at(20));
+        store.insert_token(&expired_token).await.unwrap();
+        // One share code and one token had expired by 50.
+        assert_eq!(store.purge_expired(at(50)).await.unwrap(), 2);
+        // Listed as of time 0, when all three codes were live: the expired one is gone from the table.
+        let (codes, total) = store
+            .list_share_codes(hubfleet_store::ShareQuery::Server(server.id), at(0), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!((codes.len(), total), (2, 2));
+        assert!(store.list_user_tokens(alice.id).await.unwrap().is_empty());
+        assert_eq!(store.purge_expired(at(50)).await.unwrap(), 0);
     }
-    let mut expired_token = token("expired-token", TokenOwner::User(alice.id));
-    expired_token.expires_at = Some(at(20));
-    store.insert_token(&expired_token).await.unwrap();
-    // One share code and one token had expired by 50.
-    assert_eq!(store.purge_expired(at(50)).await.unwrap(), 2);
-    // Listed as of time 0, when all three codes were live: the expired one is gone from the table.
-    let (codes, total) = store
-        .list_share_codes(hubfleet_store::ShareQuery::Server(server.id), at(0), 0, 10)
-        .await
-        .unwrap();
-    assert_eq!((codes.len(), total), (2, 2));
-    assert!(store.list_user_tokens(alice.id).await.unwrap().is_empty());
-    assert_eq!(store.purge_expired(at(50)).await.unwrap(), 0);
-});
+);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::support::Browser;
 use crate::support::standin::{standin_server, world_readable_tempdir};
 use crate::support::test_hub::{HubOptions, PASSWORD, TestHub};
 use crate::support::{envs_dir, free_port, wait_for};
@@ -202,4 +203,313 @@ async fn a_stock_oauth_service_admits_users_with_access_and_refuses_others() {
         "{} at {url}",
         response.status()
     );
+}
+
+const RUNTIME_TOKEN: &str = "5e41ce5e41ce5e41ce5e41ce5e41ce5e41ce5e41ce5e41ce5e41ce5e41ce5e41";
+
+async fn call(
+    hub: &TestHub,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}/hub/api{path}", hub.public_url))
+        .header("Authorization", format!("token {token}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("hub API request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// What the proxy answers at `path` (no redirects followed), and its body.
+async fn through_proxy(hub: &TestHub, path: &str) -> (StatusCode, String) {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}{path}", hub.public_url))
+        .send()
+        .await
+        .expect("request through the proxy");
+    let status = response.status();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Starts the OAuth code flow for `client_id` as a logged-in browser: the redirect's URL, or the
+/// refusal's status.
+async fn authorize(browser: &Browser, client_id: &str, redirect_uri: &str) -> Result<String, u16> {
+    let response = browser
+        .get(&format!(
+            "/hub/api/oauth2/authorize?client_id={client_id}&redirect_uri={redirect_uri}&response_type=code&state=s1"
+        ))
+        .await;
+    match response.headers().get("location") {
+        Some(location) if response.status() == StatusCode::FOUND => {
+            Ok(location.to_str().unwrap().to_string())
+        }
+        _ => Err(response.status().as_u16()),
+    }
+}
+
+async fn admin(
+    hub: &TestHub,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    call(
+        hub,
+        crate::support::test_hub::ADMIN_TOKEN,
+        method,
+        path,
+        body,
+    )
+    .await
+}
+
+/// What runtime service `rt` at `url` has while it exists: a listing entry, its token, its route
+/// and its OAuth client. Returns the browser of a user the client granted a code.
+async fn check_present(hub: &TestHub, url: &str) -> Browser {
+    use reqwest::Method;
+    let (_, listed) = admin(hub, Method::GET, "/services", None).await;
+    assert_eq!(listed["rt"]["url"], url, "{listed}");
+    assert!(listed["test-admin"].is_object(), "{listed}");
+    let (status, me) = call(hub, RUNTIME_TOKEN, Method::GET, "/user", None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(
+        (me["kind"].as_str(), me["name"].as_str()),
+        (Some("service"), Some("rt"))
+    );
+    wait_for("the service's route", Duration::from_secs(30), || async {
+        let (status, body) = through_proxy(hub, "/services/rt/").await;
+        (status == StatusCode::OK && body.contains("runtime service page")).then_some(())
+    })
+    .await;
+    let routes = hub.proxy_routes().await;
+    assert_eq!(routes["/services/rt"]["target"], url, "{routes}");
+    let browser = hub.browser();
+    assert_eq!(
+        browser.login("itrtuser", PASSWORD).await.status(),
+        StatusCode::FOUND
+    );
+    let redirect = authorize(&browser, "service-rt", "/services/rt/oauth_callback")
+        .await
+        .expect("the service's OAuth client grants a code");
+    assert!(
+        redirect.starts_with("/services/rt/oauth_callback?code="),
+        "{redirect}"
+    );
+    browser
+}
+
+/// `POST`/`DELETE /services/{name}` (JupyterHub 5): JupyterHub's rules on what may be created and
+/// by whom; the service's token, OAuth client and route exist while it does, survive a hub
+/// restart, and go with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_services_are_created_routed_kept_across_restarts_and_deleted() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    use crate::support::ProcessGuard;
+    use crate::support::test_hub::ADMIN_TOKEN;
+
+    // A real HTTP server for the service's route: Python's, serving a marker page under
+    // /services/rt/ (the proxy forwards the whole path).
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(site.path().join("services/rt")).unwrap();
+    std::fs::write(
+        site.path().join("services/rt/index.html"),
+        "runtime service page",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut command = std::process::Command::new("/usr/bin/python3");
+    command
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(site.path());
+    let _site_server = ProcessGuard::spawn("runtime-service-site", command);
+    let roles = r#"roles:
+  - name: service-maker
+    scopes: ["admin:services"]
+    users: [itrtmaker]
+  - name: rt-users
+    scopes: ["access:services!service=rt"]
+    users: [itrtuser]
+"#;
+    let mut hub = TestHub::start_with_options(HubOptions {
+        extra_yaml: roles,
+        ..HubOptions::default()
+    })
+    .await;
+    let (status, created) = admin(
+        &hub,
+        Method::POST,
+        "/users",
+        Some(json!({ "usernames": ["itrtmaker", "itrtplain"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token_of = |user: &str| {
+        let (hub, path) = (&hub, format!("/users/{user}/tokens"));
+        async move {
+            let (status, body) = call(hub, ADMIN_TOKEN, Method::POST, &path, Some(json!({}))).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            body["token"].as_str().unwrap().to_string()
+        }
+    };
+    let maker = token_of("itrtmaker").await;
+    let plain = token_of("itrtplain").await;
+    let url = format!("http://127.0.0.1:{port}");
+    let spec = json!({
+        "url": url,
+        "api_token": RUNTIME_TOKEN,
+        "info": { "owner": "ops" },
+        "display": false,
+    });
+
+    // Who may create what (JupyterHub's `_check_service_scopes` and model checks).
+    let (status, _) = call(
+        &hub,
+        &plain,
+        Method::POST,
+        "/services/rt",
+        Some(spec.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "admin:services is needed");
+    let (status, reply) = call(
+        &hub,
+        &maker,
+        Method::POST,
+        "/services/rt",
+        Some(json!({ "url": url, "admin": true })),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "no admin service from a caller without admin's scopes: {reply}"
+    );
+    for (body, why) in [
+        (json!({}), "empty model"),
+        (json!({ "url": url, "colour": "red" }), "unknown key"),
+        (json!({ "url": 5 }), "wrong type"),
+        (json!({ "command": ["sleep", "1"] }), "managed at runtime"),
+        (json!({ "url": "ftp://127.0.0.1/" }), "not http(s)"),
+        (
+            json!({ "api_token": "short" }),
+            "token too short to store hashed",
+        ),
+        (
+            json!({ "oauth_client_id": "rt" }),
+            "client id without service-",
+        ),
+        (
+            json!({ "oauth_no_confirm": true }),
+            "oauth without redirect URI",
+        ),
+    ] {
+        let (status, reply) = call(&hub, &maker, Method::POST, "/services/rt", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {reply}");
+    }
+    let (status, _) = admin(&hub, Method::GET, "/services/rt", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "refused creations leave nothing"
+    );
+
+    let (status, model) = call(
+        &hub,
+        &maker,
+        Method::POST,
+        "/services/rt",
+        Some(spec.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{model}");
+    assert_eq!(model["name"], "rt");
+    assert_eq!(model["url"], url.as_str());
+    assert_eq!(model["prefix"], "/services/rt/");
+    assert_eq!(model["info"], json!({ "owner": "ops" }));
+    assert_eq!(model["display"], false);
+    assert_eq!(model["admin"], false);
+    // A second creation, of it or of a configured service, is a conflict.
+    let (status, _) = admin(&hub, Method::POST, "/services/rt", Some(spec.clone())).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = admin(
+        &hub,
+        Method::POST,
+        "/services/test-admin",
+        Some(json!({ "url": url })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = admin(&hub, Method::DELETE, "/services/test-admin", None).await;
+    assert_eq!(
+        status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "configured services stay"
+    );
+
+    check_present(&hub, &url).await;
+
+    // Kept across a hub restart (it lives in the database).
+    hub.kill_hub();
+    hub.launch().await;
+    let browser = check_present(&hub, &url).await;
+
+    let (status, _) = call(&hub, &plain, Method::DELETE, "/services/rt", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, reply) = call(&hub, &maker, Method::DELETE, "/services/rt", None).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (status, _) = admin(&hub, Method::DELETE, "/services/rt", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin(&hub, Method::GET, "/services/rt", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&hub, RUNTIME_TOKEN, Method::GET, "/user", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "its token is revoked");
+    assert!(
+        hub.proxy_routes().await.get("/services/rt").is_none(),
+        "its route is gone"
+    );
+    assert!(
+        authorize(&browser, "service-rt", "/services/rt/oauth_callback")
+            .await
+            .is_err(),
+        "its OAuth client is gone"
+    );
+    // The name is free again, and the deletion outlives a restart too.
+    hub.kill_hub();
+    hub.launch().await;
+    let (status, listed) = admin(&hub, Method::GET, "/services", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(listed.get("rt").is_none(), "{listed}");
+    let (status, model) = admin(&hub, Method::POST, "/services/rt", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{model}");
+    let (status, model) = admin(
+        &hub,
+        Method::POST,
+        "/services/rt",
+        Some(json!({ "display": true })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{model}");
+    assert_eq!(model["url"], "", "a service without a URL has no route");
+    assert_eq!(model["prefix"], "");
 }

@@ -31,6 +31,8 @@ pub struct HubOptions<'a> {
     pub services_yaml: &'a str,
     /// Extra top-level YAML.
     pub extra_yaml: &'a str,
+    /// Extra lines for the `hub:` section, each indented by two spaces and ending in `\n`.
+    pub hub_yaml: &'a str,
     /// `auth.admin_users`: these users get the admin role when they log in.
     pub admin_users: &'a [&'a str],
     /// Replaces the whole generated `auth:` section (shared password, `admin_users`) when set;
@@ -47,6 +49,7 @@ impl Default for HubOptions<'_> {
             spawner_yaml: "",
             services_yaml: "",
             extra_yaml: "",
+            hub_yaml: "",
             admin_users: &[],
             auth_yaml: None,
         }
@@ -58,6 +61,8 @@ pub struct TestHub {
     config_path: PathBuf,
     pub data_dir: PathBuf,
     pub public_url: String,
+    /// The hub's database, for tests that check what is (no longer) stored.
+    pub db_url: String,
     proxy_api_port: u16,
     users: Vec<String>,
     _dir: tempfile::TempDir,
@@ -97,6 +102,7 @@ impl TestHub {
             spawner_yaml,
             services_yaml,
             extra_yaml,
+            hub_yaml,
             admin_users,
             auth_yaml,
         } = options;
@@ -131,7 +137,7 @@ impl TestHub {
 data_dir: {data}
 hub:
   listen: 127.0.0.1:{hub}
-proxy:
+{hub_yaml}proxy:
   api_listen: 127.0.0.1:{api}
 {auth_yaml}spawner:
   cmd: {cmd}
@@ -145,7 +151,14 @@ proxy:
             data = data_dir.display(),
             cmd = serde_json::to_string(&cmd).expect("json"),
         );
-        let config = config + &database_yaml();
+        let (db_yaml, db_url) = match database() {
+            Some(url) => (format!("db:\n  url: \"{url}\"\n"), url),
+            None => (
+                String::new(),
+                format!("sqlite://{}", data_dir.join("hubfleet.sqlite").display()),
+            ),
+        };
+        let config = config + &db_yaml;
         let config_path = dir.path().join("hubfleet.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let mut test_hub = TestHub {
@@ -153,6 +166,7 @@ proxy:
             config_path,
             data_dir,
             public_url: format!("http://127.0.0.1:{public}"),
+            db_url,
             proxy_api_port: api,
             users: users.iter().map(|u| u.to_string()).collect(),
             _dir: dir,
@@ -234,9 +248,10 @@ proxy:
 
 /// `HUBFLEET_TEST_DB=postgres` runs the end-to-end tests on PostgreSQL: each hub gets a fresh
 /// database in the cluster at `HUBFLEET_TEST_POSTGRES_URL` (the project's test script starts one).
-fn database_yaml() -> String {
+/// Returns its URL; `None` means the default SQLite database in the data directory.
+fn database() -> Option<String> {
     if std::env::var("HUBFLEET_TEST_DB").as_deref() != Ok("postgres") {
-        return String::new();
+        return None;
     }
     let server = std::env::var("HUBFLEET_TEST_POSTGRES_URL")
         .expect("HUBFLEET_TEST_DB=postgres needs HUBFLEET_TEST_POSTGRES_URL");
@@ -252,7 +267,7 @@ fn database_yaml() -> String {
         .expect("run psql");
     assert!(status.success(), "creating database {name}");
     let (base, _) = server.rsplit_once('/').expect("URL has a database path");
-    format!("db:\n  url: \"{base}/{name}\"\n")
+    Some(format!("{base}/{name}"))
 }
 
 impl Drop for TestHub {
