@@ -565,6 +565,9 @@ async fn named_servers_start_progress_stop_and_remove() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["display_name"], "GPU");
     assert_eq!(created["stopped"], true);
+    // Without `public_url`, JupyterHub leaves the absolute URLs out.
+    assert_eq!(created["full_url"], Value::Null, "{created}");
+    assert_eq!(created["full_progress_url"], Value::Null, "{created}");
     let (status, _) = admin(&hub, Method::PUT, "/users/nia/servers/gpu", None).await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) = admin(&hub, Method::PUT, "/users/nia/servers/Bad_Name", None).await;
@@ -689,6 +692,208 @@ async fn named_servers_are_refused_unless_enabled_and_shutdown_stops_the_hub() {
         },
     )
     .await;
+}
+
+const OAUTH_SERVICE_TOKEN: &str =
+    "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a";
+
+/// Logs `browser` in to service `itoauth` through the hub's OAuth provider, as the service's
+/// `HubOAuth` does: authorize (code), then exchange the code for an access token.
+async fn oauth_access_token(hub: &TestHub, browser: &crate::support::Browser) -> String {
+    let redirect_uri = "/services/itoauth/oauth_callback";
+    let response = browser
+        .get(&format!(
+            "/hub/api/oauth2/authorize?client_id=service-itoauth&redirect_uri={redirect_uri}&response_type=code"
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let code = url::Url::parse(&format!("http://hub{location}"))
+        .unwrap()
+        .query_pairs()
+        .find(|(key, _)| key == "code")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| panic!("no code in {location}"));
+    let reply: Value = reqwest::Client::new()
+        .post(format!("{}/hub/api/oauth2/token", hub.public_url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "service-itoauth"),
+            ("client_secret", OAUTH_SERVICE_TOKEN),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token in {reply}"))
+        .to_string()
+}
+
+/// The user's tokens as `GET /users/{name}/tokens` lists them.
+async fn listed_tokens(hub: &TestHub, user: &str) -> Vec<Value> {
+    let (status, body) = admin(hub, Method::GET, &format!("/users/{user}/tokens"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["api_tokens"].as_array().unwrap().clone()
+}
+
+/// JupyterHub's `DELETE /users/{name}/tokens/{id}`: deleting a token an OAuth client holds
+/// revokes every token that client holds for the user; deleting an API token revokes only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_oauth_token_revokes_the_clients_tokens_and_an_api_token_only_itself() {
+    use crate::support::test_hub::{HubOptions, PASSWORD};
+    let services = format!("  - name: itoauth\n    api_token: \"{OAUTH_SERVICE_TOKEN}\"\n");
+    let hub = TestHub::start_with_options(HubOptions {
+        services_yaml: &services,
+        extra_yaml: "roles:\n  - name: itoauth-users\n    scopes: [\"access:services!service=itoauth\"]\n    users: [itoauthu]\n",
+        ..HubOptions::default()
+    })
+    .await;
+    let browser = hub.browser();
+    assert_eq!(
+        browser.login("itoauthu", PASSWORD).await.status(),
+        StatusCode::FOUND
+    );
+    // Two logins to the service (say, two browser tabs whose cookies expired), two API tokens.
+    let oauth_first = oauth_access_token(&hub, &browser).await;
+    let oauth_second = oauth_access_token(&hub, &browser).await;
+    let api_first = token_for(&hub, "itoauthu", &[]).await;
+    let api_second = token_for(&hub, "itoauthu", &[]).await;
+    let works = |token: String| {
+        let hub = &hub;
+        async move { call(hub, &token, Method::GET, "/user", None).await.0 == StatusCode::OK }
+    };
+    for token in [&oauth_first, &oauth_second, &api_first, &api_second] {
+        assert!(works(token.clone()).await);
+    }
+    let tokens = listed_tokens(&hub, "itoauthu").await;
+    let of_client: Vec<&Value> = tokens
+        .iter()
+        .filter(|t| t["oauth_client"] == "service-itoauth")
+        .collect();
+    assert_eq!(of_client.len(), 2, "{tokens:#?}");
+    let plain: Vec<&Value> = tokens
+        .iter()
+        .filter(|t| t["oauth_client"].is_null())
+        .collect();
+    assert_eq!(plain.len(), 2, "{tokens:#?}");
+
+    // An API token: only itself.
+    let (status, _) = admin(
+        &hub,
+        Method::DELETE,
+        &format!(
+            "/users/itoauthu/tokens/{}",
+            plain[0]["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(listed_tokens(&hub, "itoauthu").await.len(), 3);
+    let still_working = [
+        works(api_first.clone()).await,
+        works(api_second.clone()).await,
+    ];
+    assert_eq!(
+        still_working.iter().filter(|w| **w).count(),
+        1,
+        "exactly one API token is revoked"
+    );
+    assert!(works(oauth_first.clone()).await && works(oauth_second.clone()).await);
+
+    // One OAuth token: all of the client's tokens for the user.
+    let (status, _) = admin(
+        &hub,
+        Method::DELETE,
+        &format!(
+            "/users/itoauthu/tokens/{}",
+            of_client[1]["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let left = listed_tokens(&hub, "itoauthu").await;
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert!(left[0]["oauth_client"].is_null(), "{left:#?}");
+    assert!(!works(oauth_first).await && !works(oauth_second).await);
+    assert!(works(api_first).await || works(api_second).await);
+}
+
+/// With `public_url`, server models and share codes carry absolute URLs on that origin
+/// (JupyterHub's `full_url`, `full_progress_url`, `full_accept_url`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_url_makes_full_urls_of_servers_shares_and_share_codes() {
+    let extra = format!("{EXTRA}public_url: https://hub.example.org:8443/\n");
+    let hub = TestHub::start_with_extra(&[], "6.1.1", None, &extra).await;
+    let (status, _) = admin(
+        &hub,
+        Method::POST,
+        "/users",
+        Some(json!({ "usernames": ["itpub", "itpubfriend"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, created) = admin(&hub, Method::PUT, "/users/itpub/servers/gpu", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, server) = admin(&hub, Method::GET, "/users/itpub/servers/gpu", None).await;
+    assert_eq!(server["url"], "/user/itpub/gpu/");
+    assert_eq!(
+        server["full_url"],
+        "https://hub.example.org:8443/user/itpub/gpu/"
+    );
+    assert_eq!(
+        server["full_progress_url"],
+        "https://hub.example.org:8443/hub/api/users/itpub/servers/gpu/progress"
+    );
+    let (_, user) = admin(
+        &hub,
+        Method::GET,
+        "/users/itpub?include_stopped_servers=1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        user["servers"]["gpu"]["full_url"], "https://hub.example.org:8443/user/itpub/gpu/",
+        "{user}"
+    );
+
+    let (status, code) = admin(
+        &hub,
+        Method::POST,
+        "/share-codes/itpub/gpu",
+        Some(json!({ "expires_in": 3600 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{code}");
+    let accept = code["accept_url"].as_str().unwrap();
+    assert!(accept.starts_with("/hub/accept-share?code="), "{code}");
+    assert_eq!(
+        code["full_accept_url"],
+        format!("https://hub.example.org:8443{accept}")
+    );
+    assert_eq!(
+        code["server"]["full_url"],
+        "https://hub.example.org:8443/user/itpub/gpu/"
+    );
+    let (status, share) = admin(
+        &hub,
+        Method::POST,
+        "/shares/itpub/gpu",
+        Some(json!({ "user": "itpubfriend" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{share}");
+    assert_eq!(
+        share["server"]["full_url"],
+        "https://hub.example.org:8443/user/itpub/gpu/"
+    );
 }
 
 /// Operations where stock JupyterHub itself answers differently from its own OpenAPI document;

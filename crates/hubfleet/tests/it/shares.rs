@@ -427,3 +427,132 @@ async fn share_api_validates_requests_and_scopes() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Rows the purge must remove and one it must keep, written straight into the hub's database:
+/// an expired and a live share code of `user`'s server `gpu`, and an expired API token of
+/// `user`. Returns the store, the user's id and the server's id.
+async fn seed_expiring_rows(store: &hubfleet_store::Store, user: &str, round: u32) -> (i64, i64) {
+    let owner = store
+        .get_user(&hubfleet_types::UserName::parse(user).unwrap())
+        .await
+        .unwrap()
+        .expect("user exists");
+    let server = store
+        .get_server(owner.id, &hubfleet_types::ServerName::parse("gpu").unwrap())
+        .await
+        .unwrap()
+        .expect("server exists");
+    let now = hubfleet_types::now();
+    let minute = chrono::Duration::minutes(1);
+    let scopes = vec![format!("access:servers!server={user}/gpu")];
+    for (hash, expires) in [
+        (format!("{user}-expired-code-{round}"), now - minute),
+        (format!("{user}-live-code-{round}"), now + minute * 60),
+    ] {
+        store
+            .insert_share_code(server.id, &hash, &scopes, now - minute * 2, Some(expires))
+            .await
+            .unwrap();
+    }
+    store
+        .insert_token(&hubfleet_store::NewToken {
+            hash: format!("{user}-expired-token-{round}"),
+            owner: hubfleet_store::TokenOwner::User(owner.id),
+            scopes: vec!["inherit".to_string()],
+            note: "expired".to_string(),
+            created: now - minute * 2,
+            expires_at: Some(now - minute),
+            session_id: None,
+            oauth_client_id: None,
+        })
+        .await
+        .unwrap();
+    (owner.id, server.id)
+}
+
+async fn open_store(hub: &TestHub) -> hubfleet_store::Store {
+    hubfleet_store::Store::open(&hub.db_url)
+        .await
+        .expect("open the hub's database")
+}
+
+/// How many share codes of the server and tokens of the user are stored, expired or not.
+async fn stored_rows(store: &hubfleet_store::Store, user_id: i64, server_id: i64) -> (i64, usize) {
+    // Listing "as of" the epoch counts expired codes too: only deletion removes them.
+    let epoch = chrono::DateTime::from_timestamp(0, 0).unwrap();
+    let (_, codes) = store
+        .list_share_codes(hubfleet_store::ShareQuery::Server(server_id), epoch, 0, 100)
+        .await
+        .unwrap();
+    let tokens = store.list_user_tokens(user_id).await.unwrap().len();
+    (codes, tokens)
+}
+
+async fn wait_for_purge(store: &hubfleet_store::Store, user_id: i64, server_id: i64, why: &str) {
+    crate::support::wait_for(why, std::time::Duration::from_secs(30), || async {
+        // The live code stays; the expired code and token go.
+        (stored_rows(store, user_id, server_id).await == (1, 0)).then_some(())
+    })
+    .await;
+}
+
+async fn user_with_server(hub: &TestHub, user: &str) {
+    let (status, _) = call(
+        hub,
+        ADMIN_TOKEN,
+        Method::POST,
+        &format!("/users/{user}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(
+        hub,
+        ADMIN_TOKEN,
+        Method::PUT,
+        &format!("/users/{user}/servers/gpu"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+/// Expired share codes and tokens are deleted from the database, not only refused: when the hub
+/// starts, and every `hub.purge_expired_every` (JupyterHub: at startup, then hourly).
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_share_codes_and_tokens_are_purged_at_startup_and_periodically() {
+    // At startup: rows that expired while no hub ran are gone soon after the next one starts,
+    // with the default hourly period, so only the start can have purged them.
+    let mut hub = TestHub::start_with_extra(&[], "6.1.1", None, EXTRA).await;
+    user_with_server(&hub, "itpurgea").await;
+    hub.kill_hub();
+    let store = open_store(&hub).await;
+    let (user_id, server_id) = seed_expiring_rows(&store, "itpurgea", 1).await;
+    assert_eq!(
+        stored_rows(&store, user_id, server_id).await,
+        (2, 1),
+        "seeded rows are stored"
+    );
+    hub.launch().await;
+    wait_for_purge(&store, user_id, server_id, "the purge at startup").await;
+    store.close().await;
+    drop(hub);
+
+    // Periodically: rows seeded twice into a running hub disappear twice; the second time can
+    // only be a later run than the one at startup.
+    let hub = TestHub::start_with_options(HubOptions {
+        extra_yaml: EXTRA,
+        hub_yaml: "  purge_expired_every: 1s\n",
+        ..HubOptions::default()
+    })
+    .await;
+    user_with_server(&hub, "itpurgeb").await;
+    let store = open_store(&hub).await;
+    for round in 1..=2 {
+        let (user_id, server_id) = seed_expiring_rows(&store, "itpurgeb", round).await;
+        wait_for_purge(&store, user_id, server_id, "a periodic purge").await;
+        // Only the live code is left; clear it so that the next round counts from scratch.
+        store.delete_server_share_codes(server_id).await.unwrap();
+    }
+    store.close().await;
+}
