@@ -7,7 +7,7 @@ use hubfleet_types::{Timestamp, UserName};
 use crate::error::StoreError;
 use crate::model::{User, UserDetails, UserQuery, UserSort, UserState};
 use crate::servers::server_from_row;
-use crate::store::{Columns, Pools, Store, WritePool, dispatch, id_list, to_micros};
+use crate::store::{Columns, Pools, Store, dispatch, id_list, to_micros};
 
 pub(crate) fn user_from_row(row: &impl Columns) -> Result<User, StoreError> {
     user_from_prefixed_row(row, "")
@@ -61,35 +61,67 @@ impl Store {
         }
     }
 
-    /// Creates every name not yet taken, in one transaction; returns the users created, in input order.
+    /// Creates every name not yet taken, in one statement; returns the users created, in input
+    /// order (a name given twice counts once).
     pub async fn create_users(
         &self,
         names: &[UserName],
         admin: bool,
     ) -> Result<Vec<User>, StoreError> {
+        let mut position: HashMap<&str, usize> = HashMap::with_capacity(names.len());
+        let mut distinct: Vec<&str> = Vec::with_capacity(names.len());
+        for name in names {
+            if !position.contains_key(name.as_str()) {
+                position.insert(name.as_str(), distinct.len());
+                distinct.push(name.as_str());
+            }
+        }
+        if distinct.is_empty() {
+            return Ok(Vec::new());
+        }
         let created = to_micros(&hubfleet_types::now());
-        dispatch!(self, write, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let mut users = Vec::with_capacity(names.len());
-            for name in names {
-                // DO NOTHING + RETURNING yields a row only for names actually inserted.
-                let row = sqlx::query(
-                    "INSERT INTO users (name, admin, created) VALUES ($1, $2, $3) \
+        // DO NOTHING + RETURNING yields rows only for names actually inserted. The names travel
+        // as one parameter (a PostgreSQL array, a JSON array for SQLite): one round trip, and
+        // PostgreSQL's statement-level `users_total` trigger fires once.
+        let rows = match &*self.pools {
+            Pools::Sqlite { writer, .. } => {
+                let names = serde_json::to_string(&distinct)
+                    .map_err(|err| StoreError::CorruptRow(format!("cannot encode names: {err}")))?;
+                // `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join constraint.
+                sqlx::query(
+                    "INSERT INTO users (name, admin, created) \
+                     SELECT value, $2, $3 FROM json_each($1) WHERE true ORDER BY key \
                      ON CONFLICT (name) DO NOTHING \
                      RETURNING id, name, admin, created, last_activity",
                 )
-                .bind(name.as_str())
+                .bind(names)
                 .bind(admin)
                 .bind(created)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = row {
-                    users.push(user_from_row(&row)?);
-                }
+                .fetch_all(writer)
+                .await?
+                .iter()
+                .map(user_from_row)
+                .collect::<Result<Vec<_>, _>>()?
             }
-            tx.commit().await?;
-            Ok(users)
-        })
+            Pools::Postgres { pool } => sqlx::query(
+                "INSERT INTO users (name, admin, created) \
+                 SELECT name, $2, $3 FROM unnest($1::text[]) WITH ORDINALITY AS n (name, position) \
+                 ORDER BY position \
+                 ON CONFLICT (name) DO NOTHING \
+                 RETURNING id, name, admin, created, last_activity",
+            )
+            .bind(&distinct)
+            .bind(admin)
+            .bind(created)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?,
+        };
+        let mut users = rows;
+        users.sort_by_key(|user| position.get(user.name.as_str()).copied());
+        Ok(users)
     }
 
     pub async fn get_user(&self, name: &UserName) -> Result<Option<User>, StoreError> {

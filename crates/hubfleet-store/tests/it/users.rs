@@ -52,6 +52,21 @@ store_test!(create_users_skips_existing, |store| {
     assert!(store.create_users(&names, false).await.unwrap().is_empty());
 });
 
+store_test!(
+    create_users_keeps_input_order_and_counts_repeated_names_once,
+    |store| {
+        // Not in name order, with a repeat: ids follow the input, each name is created once.
+        let names = ["zed", "adam", "mia", "adam", "bea"].map(user_name);
+        let created = store.create_users(&names, true).await.unwrap();
+        let created_names: Vec<&str> = created.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(created_names, ["zed", "adam", "mia", "bea"]);
+        assert!(created.windows(2).all(|pair| pair[0].id < pair[1].id));
+        assert!(created.iter().all(|u| u.admin));
+        assert_eq!(store.count_users().await.unwrap(), 4);
+        assert!(store.create_users(&[], false).await.unwrap().is_empty());
+    }
+);
+
 store_test!(set_user_admin_updates_flag, |store| {
     let alice = store.create_user(&user_name("alice"), false).await.unwrap();
     store.set_user_admin(alice.id, true).await.unwrap();
