@@ -50,6 +50,9 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_PROTOCOL: HeaderName = HeaderName::from_static("sec-websocket-protocol");
+const SEC_WEBSOCKET_EXTENSIONS: HeaderName = HeaderName::from_static("sec-websocket-extensions");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -114,7 +117,14 @@ async fn forward(
     if req.uri().path_and_query().map(PathAndQuery::as_str) == Some(HEALTH_PATH) {
         return fixed_response(StatusCode::OK, "application/json", r#"{"status":"OK"}"#);
     }
-    let upgrade = upgrade_protocol(&req);
+    // RFC 8441: a WebSocket over HTTP/2 arrives as a CONNECT with `:protocol websocket`; upstream
+    // it becomes an HTTP/1.1 Upgrade, and the client gets 200 instead of 101.
+    let h2_websocket = is_h2_websocket(&req);
+    let upgrade = if h2_websocket {
+        Some(HeaderValue::from_static("websocket"))
+    } else {
+        upgrade_protocol(&req)
+    };
     let is_upgrade = upgrade.is_some();
     let request_counter = if is_upgrade {
         &state.metrics.requests_ws
@@ -144,6 +154,14 @@ async fn forward(
 
     let (mut parts, body) = req.into_parts();
     prepare_request_headers(state, conn, &mut parts.headers, &parts.uri, upgrade);
+    if h2_websocket {
+        parts.method = Method::GET;
+        // HTTP/2 clients send no key (RFC 8441 §5); an HTTP/1.1 upstream insists on one.
+        parts
+            .headers
+            .entry(SEC_WEBSOCKET_KEY)
+            .or_insert_with(websocket_key);
+    }
     parts.uri = upstream_uri;
     parts.version = Version::HTTP_11;
     let activity = route.activity().clone();
@@ -211,6 +229,17 @@ async fn forward(
             state.force_close.clone(),
         ));
         let (parts, _empty) = response.into_parts();
+        if h2_websocket {
+            // 200 opens the tunnel on the HTTP/2 stream; only the negotiated subprotocol and
+            // extensions carry over (the rest of a 101 is HTTP/1.1 connection business).
+            let mut accepted = Response::new(ProxyBody::empty());
+            for name in [SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_EXTENSIONS] {
+                for value in parts.headers.get_all(&name) {
+                    accepted.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+            return accepted;
+        }
         return Response::from_parts(parts, ProxyBody::empty());
     }
 
@@ -236,6 +265,50 @@ fn bytes_in(metrics: &ProxyMetrics) -> &AtomicU64 {
 
 fn bytes_out(metrics: &ProxyMetrics) -> &AtomicU64 {
     &metrics.bytes_out
+}
+
+/// An RFC 8441 extended CONNECT for a WebSocket (only HTTP/2 connections carry one).
+fn is_h2_websocket(req: &Request<Incoming>) -> bool {
+    req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|protocol| protocol.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 unpredictable bytes, base64. It only has to differ between
+/// handshakes (it guards against caching intermediaries, not attackers), so std's randomly keyed
+/// hasher is a sufficient source.
+fn websocket_key() -> HeaderValue {
+    use std::hash::{BuildHasher, Hasher};
+    static HANDSHAKES: AtomicU64 = AtomicU64::new(0);
+    let mut bytes = [0u8; 16];
+    for chunk in bytes.chunks_mut(8) {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(HANDSHAKES.fetch_add(1, Ordering::Relaxed));
+        chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    HeaderValue::from_str(&base64(&bytes)).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, byte)| n | u32::from(*byte) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The `Upgrade` header of an HTTP/1.1 upgrade request (`Connection: upgrade` plus `Upgrade`).
@@ -599,5 +672,33 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = cause.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (input, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn websocket_keys_are_16_bytes_and_differ() {
+        let (first, second) = (websocket_key(), websocket_key());
+        assert_eq!(first.len(), 24);
+        assert!(first.to_str().unwrap().ends_with("=="));
+        assert_ne!(first, second);
     }
 }

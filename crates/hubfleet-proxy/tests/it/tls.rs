@@ -10,7 +10,7 @@ use hubfleet_proxy::{ProxyConfig, TlsPaths};
 
 use crate::support::{TestProxy, echo_upstream};
 
-fn generate_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn generate_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     let status = Command::new("openssl")

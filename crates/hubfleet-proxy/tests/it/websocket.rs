@@ -217,3 +217,96 @@ async fn shutdown_closes_open_tunnels_after_the_grace_period() {
     expect_closed(&mut socket).await;
     wait_until("the tunnel is gone", || metrics.websockets_active() == 0).await;
 }
+
+/// RFC 8441: over HTTP/2 (TLS, ALPN h2) a WebSocket is an extended CONNECT with `:protocol
+/// websocket`. The proxy advertises SETTINGS_ENABLE_CONNECT_PROTOCOL, opens an HTTP/1.1 Upgrade to
+/// the upstream, answers 200 and tunnels the frames; closing from the upstream reaches the client.
+#[tokio::test]
+async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() {
+    use std::sync::Arc;
+
+    use http_body_util::Empty;
+    use hubfleet_proxy::TlsPaths;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::generate_cert(dir.path(), "h2ws");
+    let upstream = ws_echo_upstream().await;
+    let proxy = TestProxy::start(ProxyConfig {
+        tls: Some(TlsPaths::new(&cert, &key)),
+        ..ProxyConfig::default()
+    })
+    .await;
+    proxy.route("/user/a", &format!("http://{upstream}"));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let mut tls_config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls_config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+
+    let url = format!("https://localhost:{}/user/a/ws/echo", proxy.public.port());
+    let extended_connect = || {
+        let mut request = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(&url)
+            .header("sec-websocket-version", "13")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        request
+    };
+    // The server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) may arrive just after the handshake, and
+    // hyper refuses an extended CONNECT until it has seen them: retry until the deadline.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut response = loop {
+        sender.ready().await.unwrap();
+        match sender.send_request(extended_connect()).await {
+            Ok(response) => break response,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "extended CONNECT failed: {error:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(response.status(), 200);
+    let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
+    let mut socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    socket.send(Message::text("over h2")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "over h2");
+    wait_until("the tunnel is counted", || {
+        proxy.handle.metrics().websockets_active() == 1
+    })
+    .await;
+    socket.send(Message::text("close")).await.unwrap();
+    expect_closed(&mut socket).await;
+    wait_until("the tunnel is gone", || {
+        proxy.handle.metrics().websockets_active() == 0
+    })
+    .await;
+    proxy.stop().await;
+}
