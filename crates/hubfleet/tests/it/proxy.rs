@@ -21,18 +21,30 @@ use crate::support::{
 /// browser flow and a kernel WebSocket go through our proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_jupyterhub_runs_on_hubfleet_proxy() {
-    login_spawn_and_run_kernel_through_our_proxy("6.1.1").await;
+    login_spawn_and_run_kernel_through_our_proxy("6.1.1", false).await;
+}
+
+/// JupyterHub's `internal_ssl = True`: our proxy serves its REST API over mutual TLS and reaches
+/// the hub and the single-user server (HTTP and the kernel WebSocket) at `https://` targets with
+/// JupyterHub's client certificate and CAs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_jupyterhub_with_internal_ssl_runs_on_hubfleet_proxy() {
+    login_spawn_and_run_kernel_through_our_proxy("6.1.1", true).await;
 }
 
 /// The same with the previous major version, 5.5.4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_jupyterhub_5_runs_on_hubfleet_proxy() {
-    login_spawn_and_run_kernel_through_our_proxy("5.5.4").await;
+    login_spawn_and_run_kernel_through_our_proxy("5.5.4", false).await;
 }
 
-async fn login_spawn_and_run_kernel_through_our_proxy(version: &str) {
+async fn login_spawn_and_run_kernel_through_our_proxy(version: &str, internal_ssl: bool) {
     let proxy_command = vec![hubfleet_bin().display().to_string(), "proxy".to_owned()];
-    let hub = StockJupyterHub::start(version, Some(proxy_command)).await;
+    let hub = if internal_ssl {
+        StockJupyterHub::start_with_internal_ssl(version, Some(proxy_command)).await
+    } else {
+        StockJupyterHub::start(version, Some(proxy_command)).await
+    };
     let proxy_pid = hub
         .proxy_pid()
         .expect("JupyterHub wrote the proxy's pid file");
@@ -52,7 +64,8 @@ async fn login_spawn_and_run_kernel_through_our_proxy(version: &str) {
         lab.contains(r#""hubUser": "alice""#),
         "the lab page is alice's single-user server"
     );
-    let routes: serde_json::Value = reqwest::Client::new()
+    let routes: serde_json::Value = hub
+        .proxy_api_client(true)
         .get(format!("{}/api/routes", hub.proxy_api_url()))
         .header("Authorization", format!("token {}", hub.proxy_auth_token()))
         .send()
@@ -63,6 +76,20 @@ async fn login_spawn_and_run_kernel_through_our_proxy(version: &str) {
         .expect("routes are JSON");
     assert_eq!(routes["/user/alice"]["user"], "alice", "{routes}");
     assert_eq!(routes["/user/alice"]["jupyterhub"], true, "{routes}");
+    if internal_ssl {
+        let target = routes["/user/alice"]["target"].as_str().unwrap_or_default();
+        assert!(target.starts_with("https://"), "{routes}");
+        let anonymous = hub
+            .proxy_api_client(false)
+            .get(format!("{}/api/routes", hub.proxy_api_url()))
+            .header("Authorization", format!("token {}", hub.proxy_auth_token()))
+            .send()
+            .await;
+        assert!(
+            anonymous.is_err(),
+            "the proxy API admits no client without a certificate from JupyterHub's CA"
+        );
+    }
 
     let kernel_id = browser.start_kernel("alice").await;
     let mut kernel = KernelSocket::open(&browser, "alice", &kernel_id).await;

@@ -26,6 +26,7 @@ pub struct StockJupyterHub {
     proxy_api_port: u16,
     api_token: String,
     proxy_auth_token: String,
+    internal_ssl: bool,
 }
 
 impl StockJupyterHub {
@@ -33,6 +34,25 @@ impl StockJupyterHub {
     /// through the proxy. `proxy_command` replaces `ConfigurableHTTPProxy.command`; `None` uses
     /// the configurable-http-proxy installed under `<workspace>/.cache/node`.
     pub async fn start(version: &str, proxy_command: Option<Vec<String>>) -> Self {
+        Self::start_configured(version, proxy_command, false).await
+    }
+
+    /// Like [`StockJupyterHub::start`] with `c.JupyterHub.internal_ssl = True`: JupyterHub makes its
+    /// own CAs and certificates, serves the hub and single-user servers over HTTPS, and starts the
+    /// proxy with `--api-ssl-*` (REST API over mutual TLS) and `--client-ssl-*` (the proxy's identity
+    /// towards `https://` targets). The public port stays plain HTTP.
+    pub async fn start_with_internal_ssl(
+        version: &str,
+        proxy_command: Option<Vec<String>>,
+    ) -> Self {
+        Self::start_configured(version, proxy_command, true).await
+    }
+
+    async fn start_configured(
+        version: &str,
+        proxy_command: Option<Vec<String>>,
+        internal_ssl: bool,
+    ) -> Self {
         let venv = singleuser_venv(version);
         let proxy_command = proxy_command.unwrap_or_else(|| vec![chp_path().display().to_string()]);
         let dir = tempfile::Builder::new()
@@ -73,7 +93,11 @@ c.Spawner.default_url = '/lab'
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
 c.ConfigurableHTTPProxy.command = {proxy_command}
-c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{proxy_api_port}'
+c.ConfigurableHTTPProxy.api_url = '{api_scheme}://127.0.0.1:{proxy_api_port}'
+c.JupyterHub.internal_ssl = {internal_ssl}
+# Absolute: SimpleLocalProcessSpawner leaves the certificates where they are and starts the
+# single-user server in the user's home, where the default relative path would not resolve.
+c.JupyterHub.internal_certs_location = {certs_dir}
 c.ConfigurableHTTPProxy.auth_token = {proxy_auth_token}
 c.ConfigurableHTTPProxy.pid_file = {proxy_pid}
 c.JupyterHub.services = [{{'name': 'hubfleet-it', 'api_token': {api_token}}}]
@@ -99,6 +123,9 @@ c.JupyterHub.load_roles = [{{
             proxy_auth_token = py(&proxy_auth_token),
             proxy_pid = py(&dir.path().join("proxy.pid").display().to_string()),
             api_token = py(&api_token),
+            api_scheme = if internal_ssl { "https" } else { "http" },
+            internal_ssl = if internal_ssl { "True" } else { "False" },
+            certs_dir = py(&dir.path().join("internal-ssl").display().to_string()),
         );
         let config_path = dir.path().join("jupyterhub_config.py");
         std::fs::write(&config_path, config).expect("write jupyterhub_config.py");
@@ -118,6 +145,7 @@ c.JupyterHub.load_roles = [{{
             proxy_api_port,
             api_token,
             proxy_auth_token,
+            internal_ssl,
         };
         hub.wait_until_serving().await;
         hub
@@ -157,9 +185,34 @@ c.JupyterHub.load_roles = [{{
         &self.api_token
     }
 
-    /// The proxy's REST API root, `http://127.0.0.1:<port>`.
+    /// The proxy's REST API root, `http://127.0.0.1:<port>` (`https://` with internal SSL).
     pub fn proxy_api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.proxy_api_port)
+        let scheme = if self.internal_ssl { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.proxy_api_port)
+    }
+
+    /// A client for the proxy's REST API. With internal SSL it acts as the hub does: it trusts the
+    /// hub's CA bundle (which holds the proxy-API CA) and, with `with_hub_certificate`, presents the
+    /// hub's own internal certificate (without it the proxy should refuse the client).
+    pub fn proxy_api_client(&self, with_hub_certificate: bool) -> reqwest::Client {
+        if !self.internal_ssl {
+            return reqwest::Client::new();
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs = self.dir.path().join("internal-ssl");
+        let ca = std::fs::read(certs.join("hub-ca_trust.crt")).expect("the hub's CA bundle");
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).expect("CA bundle parses"));
+        if with_hub_certificate {
+            let mut identity = std::fs::read(certs.join("hub-internal/hub-internal.key"))
+                .expect("hub's internal key");
+            identity.extend(
+                std::fs::read(certs.join("hub-internal/hub-internal.crt"))
+                    .expect("hub's internal certificate"),
+            );
+            builder = builder.identity(reqwest::Identity::from_pem(&identity).expect("identity"));
+        }
+        builder.build().expect("client builds")
     }
 
     /// The `CONFIGPROXY_AUTH_TOKEN` the hub gave its proxy.
