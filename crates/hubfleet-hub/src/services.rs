@@ -389,8 +389,23 @@ fn service_env(state: &AppState, service: &ServiceConfig) -> BTreeMap<String, St
         ("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".to_string()),
         ("JUPYTERHUB_API_URL", state.hub_api_url.clone()),
         ("JUPYTERHUB_BASE_URL", state.config.base_url.clone()),
-        ("JUPYTERHUB_PUBLIC_URL", String::new()),
-        ("JUPYTERHUB_PUBLIC_HUB_URL", String::new()),
+        // Public URLs only with `public_url` configured, and the service's only with a route.
+        (
+            "JUPYTERHUB_PUBLIC_URL",
+            match (&state.config.public_origin, &service.url) {
+                (Some(origin), Some(_)) => format!("{origin}{prefix}"),
+                _ => String::new(),
+            },
+        ),
+        (
+            "JUPYTERHUB_PUBLIC_HUB_URL",
+            state
+                .config
+                .public_origin
+                .as_ref()
+                .map(|origin| format!("{origin}{}", state.hub_prefix))
+                .unwrap_or_default(),
+        ),
     ] {
         env.insert(key.to_string(), value);
     }
