@@ -83,7 +83,9 @@ pub(super) async fn delete(
     let target = target_user(&state, &identity, &name, &["tokens"], None).await?;
     let token = find(&state, target.user.id, &token_id).await?;
     // Deleting an OAuth access token revokes every token that client holds for the user (as
-    // JupyterHub does): logging out of one service means logging out of it everywhere.
+    // JupyterHub does): logging out of one service means logging out of it everywhere. Access
+    // tokens always expire; a server's own API token is tied to its client (so that stopping the
+    // server revokes it) but never expires, and like any API token is deleted alone.
     match &token.oauth_client_id {
         Some(client) if token.expires_at.is_some() => {
             let revoked = state
