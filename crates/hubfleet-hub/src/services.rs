@@ -111,6 +111,11 @@ pub(crate) async fn register(state: &AppState) -> Result<(), HubError> {
         if stale.from_config && configured(state, &stale.name).is_none() {
             tracing::info!(service = %stale.name, "deleting a service no longer in the configuration");
             state.store.delete_service(&stale.name).await?;
+            // Rows from before version 7 of the schema do not name their client.
+            state
+                .store
+                .delete_oauth_client(&oauth_client_id(&stale.name))
+                .await?;
         }
     }
     Ok(())
