@@ -410,8 +410,25 @@ fn single_user_env(
         ("JUPYTERHUB_USER", user.to_string()),
         ("JUPYTERHUB_SERVER_NAME", server.to_string()),
         ("JUPYTERHUB_HOST", String::new()),
-        ("JUPYTERHUB_PUBLIC_URL", String::new()),
-        ("JUPYTERHUB_PUBLIC_HUB_URL", String::new()),
+        // Public URLs only with `public_url` configured, as JupyterHub sets them.
+        (
+            "JUPYTERHUB_PUBLIC_URL",
+            state
+                .config
+                .public_origin
+                .as_ref()
+                .map(|origin| format!("{origin}{prefix}"))
+                .unwrap_or_default(),
+        ),
+        (
+            "JUPYTERHUB_PUBLIC_HUB_URL",
+            state
+                .config
+                .public_origin
+                .as_ref()
+                .map(|origin| format!("{origin}{}", state.hub_prefix))
+                .unwrap_or_default(),
+        ),
         (
             "JUPYTERHUB_DEFAULT_URL",
             state.config.spawner.default_url.clone(),

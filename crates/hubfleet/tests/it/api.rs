@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::support::standin::{standin_server, world_readable_tempdir};
 use crate::support::test_hub::{ADMIN_TOKEN, TestHub};
 use crate::support::{envs_dir, install_crypto_provider, wait_for, workspace_root};
 
@@ -831,7 +832,10 @@ async fn deleting_an_oauth_token_revokes_the_clients_tokens_and_an_api_token_onl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_url_makes_full_urls_of_servers_shares_and_share_codes() {
     let extra = format!("{EXTRA}public_url: https://hub.example.org:8443/\n");
-    let hub = TestHub::start_with_extra(&[], "6.1.1", None, &extra).await;
+    let dir = world_readable_tempdir();
+    let hub =
+        TestHub::start_with_extra(&[], "6.1.1", Some(standin_server(dir.path(), 0.0)), &extra)
+            .await;
     let (status, _) = admin(
         &hub,
         Method::POST,
@@ -863,6 +867,35 @@ async fn public_url_makes_full_urls_of_servers_shares_and_share_codes() {
         user["servers"]["gpu"]["full_url"], "https://hub.example.org:8443/user/itpub/gpu/",
         "{user}"
     );
+    // The server itself is told its public URL and the hub's, as JupyterHub's spawner does.
+    let (status, _) = admin(&hub, Method::POST, "/users/itpub/servers/gpu", None).await;
+    assert!(matches!(status.as_u16(), 201 | 202), "{status}");
+    wait_for(
+        "itpub's gpu server to be ready",
+        Duration::from_secs(90),
+        || async {
+            let (_, server) = admin(&hub, Method::GET, "/users/itpub/servers/gpu", None).await;
+            (server["ready"] == true).then_some(())
+        },
+    )
+    .await;
+    for (variable, expected) in [
+        (
+            "JUPYTERHUB_PUBLIC_URL",
+            "https://hub.example.org:8443/user/itpub/gpu/",
+        ),
+        (
+            "JUPYTERHUB_PUBLIC_HUB_URL",
+            "https://hub.example.org:8443/hub/",
+        ),
+    ] {
+        let url = format!(
+            "{}/user/itpub/gpu/hubfleet-test-env/{variable}",
+            hub.public_url
+        );
+        let seen = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        assert_eq!(seen, expected, "{variable}");
+    }
 
     let (status, code) = admin(
         &hub,

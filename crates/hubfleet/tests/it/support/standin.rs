@@ -1,6 +1,7 @@
 //! A stand-in single-user server for tests that need many "servers" but not JupyterLab: a Python
 //! stdlib HTTP server that takes a configurable time to start and then answers every GET with 200
-//! on `$JUPYTERHUB_SERVICE_URL`. It is enough for the hub's readiness check, the proxy's routes
+//! on `$JUPYTERHUB_SERVICE_URL` (or, under `…/hubfleet-test-env/NAME`, with the variable `NAME` of
+//! its environment). It is enough for the hub's readiness check, the proxy's routes
 //! and activity, the spawn queue and the culler. It is not JupyterLab and does no OAuth.
 
 use std::path::Path;
@@ -28,9 +29,12 @@ time.sleep({delay_seconds})
 url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        # `…/hubfleet-test-env/NAME` answers with that variable of the server's environment.
+        head, marker, name = self.path.partition("/hubfleet-test-env/")
+        body = os.environ.get(name, "").encode() if marker else b"stand-in"
         self.send_response(200)
         self.end_headers()
-        self.wfile.write(b"stand-in")
+        self.wfile.write(body)
     def log_message(self, *args):
         pass
 http.server.HTTPServer((url.hostname, url.port), Handler).serve_forever()
