@@ -1,7 +1,9 @@
 //! `hubfleet-bench rest-api`: the JupyterHub REST API under load, against hubfleet on SQLite and
 //! PostgreSQL and stock JupyterHub, all through their proxies with an admin service token: bulk
 //! user creation, a page of users with many users in the database, parallel single-user reads,
-//! and a paginated walk of every user.
+//! and a paginated walk of every user. hubfleet's database is filled through its API; stock
+//! JupyterHub's (whose API creates ~50 users/s) by cloning a user its API created straight into
+//! its stopped database, so both hubs are read with the same number of users.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -40,9 +42,15 @@ pub struct RestArgs {
     /// Users in the database for the read measurements (created in bulk batches).
     #[arg(long, default_value_t = 50_000)]
     pub users: usize,
-    /// Seconds a hub may spend filling its database; past it the reads run with what is there.
+    /// Seconds a hub may spend filling its database through the API; past it the reads run
+    /// with what is there.
     #[arg(long, default_value_t = 600)]
     pub fill_budget: u64,
+    /// How stock JupyterHub gets to `--users`: its API creates ~50 users/s here, so by default
+    /// the users are cloned straight into its database while it is stopped (from one its API
+    /// created), then it is restarted; `api` fills through the API within `--fill-budget`.
+    #[arg(long, value_enum, default_value_t = StockFill::Database)]
+    pub stock_fill: StockFill,
     /// Timed `GET /hub/api/users?limit=200`.
     #[arg(long, default_value_t = 11)]
     pub list_repeats: usize,
@@ -57,6 +65,13 @@ pub struct RestArgs {
     pub walk_repeats: usize,
 }
 
+/// How stock JupyterHub's database is filled for the read measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StockFill {
+    Database,
+    Api,
+}
+
 /// What one hub measured.
 #[derive(Debug, Default)]
 struct Report {
@@ -64,6 +79,8 @@ struct Report {
     bulk_s: Vec<f64>,
     users: usize,
     fill_s: f64,
+    /// How the database was filled: "API" or "database".
+    fill_how: &'static str,
     list_ms: Vec<f64>,
     single_ms: Vec<f64>,
     burst_total_s: Vec<f64>,
@@ -78,6 +95,7 @@ pub async fn run(args: RestArgs) -> Result<()> {
     let server = ServerCommand::singleuser(&args.jupyterhub_version);
     for which in &args.hubs {
         eprintln!("== {which}");
+        let client = hubs::api_client()?;
         let report = match which.as_str() {
             "hubfleet-sqlite" | "hubfleet-postgres" => {
                 let bin = crate::hubfleet_bin(args.hubfleet_bin.as_deref())?;
@@ -87,11 +105,24 @@ pub async fn run(args: RestArgs) -> Result<()> {
                     Database::Postgres(args.postgres.clone())
                 };
                 let hub = HubfleetHub::start(&bin, &db, &server, "").await?;
-                measure(&hub, &args).await?
+                let (mut report, mut names) = bulk_creates(&client, &hub, &args).await?;
+                fill_through_api(&client, &hub, &args, &mut names, &mut report).await?;
+                reads(&client, &hub, &args, &names, &mut report).await?;
+                report
             }
             "jupyterhub" => {
-                let hub = StockHub::start(&args.jupyterhub_version, &server, "").await?;
-                measure(&hub, &args).await?
+                let mut hub = StockHub::start(&args.jupyterhub_version, &server, "").await?;
+                let (mut report, mut names) = bulk_creates(&client, &hub, &args).await?;
+                match args.stock_fill {
+                    StockFill::Api => {
+                        fill_through_api(&client, &hub, &args, &mut names, &mut report).await?;
+                    }
+                    StockFill::Database => {
+                        fill_stock_database(&mut hub, &args, &mut names, &mut report).await?;
+                    }
+                }
+                reads(&client, &hub, &args, &names, &mut report).await?;
+                report
             }
             other => bail!("unknown hub {other:?}"),
         };
@@ -101,26 +132,39 @@ pub async fn run(args: RestArgs) -> Result<()> {
     Ok(())
 }
 
-async fn measure(hub: &dyn Hub, args: &RestArgs) -> Result<Report> {
-    let client = hubs::api_client()?;
+/// The timed bulk creates; returns the report so far and the names created.
+async fn bulk_creates(
+    client: &reqwest::Client,
+    hub: &dyn Hub,
+    args: &RestArgs,
+) -> Result<(Report, Vec<String>)> {
     let mut report = Report {
         label: hub.label(),
         ..Report::default()
     };
     let mut names: Vec<String> = Vec::new();
-
     for r in 0..args.bulk_repeats {
         let batch: Vec<String> = (0..args.bulk_size)
             .map(|i| format!("b{r}-{i:05}"))
             .collect();
         let started = Instant::now();
-        hubs::bulk_create(&client, hub, &batch).await?;
+        hubs::bulk_create(client, hub, &batch).await?;
         let seconds = started.elapsed().as_secs_f64();
         eprintln!("   bulk create {}: {seconds:.3} s", batch.len());
         report.bulk_s.push(seconds);
         names.extend(batch);
     }
+    Ok((report, names))
+}
 
+/// Bulk creates through the API up to `--users`, within `--fill-budget`.
+async fn fill_through_api(
+    client: &reqwest::Client,
+    hub: &dyn Hub,
+    args: &RestArgs,
+    names: &mut Vec<String>,
+    report: &mut Report,
+) -> Result<()> {
     let fill_started = Instant::now();
     let budget = Duration::from_secs(args.fill_budget);
     let mut next = 0;
@@ -135,19 +179,57 @@ async fn measure(hub: &dyn Hub, args: &RestArgs) -> Result<Report> {
         let count = args.bulk_size.min(args.users - names.len());
         let batch: Vec<String> = (next..next + count).map(|i| format!("u{i:06}")).collect();
         next += count;
-        hubs::bulk_create(&client, hub, &batch).await?;
+        hubs::bulk_create(client, hub, &batch).await?;
         names.extend(batch);
     }
     report.fill_s = fill_started.elapsed().as_secs_f64();
-    report.users = total_users(&client, hub).await?;
+    report.fill_how = "API";
+    Ok(())
+}
+
+/// Clones users into stock JupyterHub's database up to `--users` (stop, insert, restart).
+async fn fill_stock_database(
+    hub: &mut StockHub,
+    args: &RestArgs,
+    names: &mut Vec<String>,
+    report: &mut Report,
+) -> Result<()> {
+    let template = names
+        .first()
+        .context("no user created through the API to clone (--bulk-repeats 0?)")?
+        .clone();
+    let missing = args.users.saturating_sub(names.len());
+    let batch: Vec<String> = (0..missing).map(|i| format!("u{i:06}")).collect();
+    let started = Instant::now();
+    let total = hub.add_users_offline(&template, &batch).await?;
+    report.fill_s = started.elapsed().as_secs_f64();
+    report.fill_how = "database";
     eprintln!(
-        "   {} users in the database (filled in {:.1} s)",
-        report.users, report.fill_s
+        "   cloned {} users into the stopped hub's database ({total} in all); restarted in {:.1} s",
+        batch.len(),
+        report.fill_s
+    );
+    names.extend(batch);
+    Ok(())
+}
+
+/// The read measurements, with the database as filled.
+async fn reads(
+    client: &reqwest::Client,
+    hub: &dyn Hub,
+    args: &RestArgs,
+    names: &[String],
+    report: &mut Report,
+) -> Result<()> {
+    report.users = total_users(client, hub).await?;
+    eprintln!(
+        "   {} users in the database (filled through the {} in {:.1} s)",
+        report.users, report.fill_how, report.fill_s
     );
 
     for _ in 0..args.list_repeats {
         let started = Instant::now();
-        let response = hubs::api_get(&client, hub, "/users?limit=200").await?;
+        let response = hubs::api_get(client, hub, "/users?limit=200").await?;
         ensure!(
             response.status() == StatusCode::OK,
             "list users: {}",
@@ -172,7 +254,7 @@ async fn measure(hub: &dyn Hub, args: &RestArgs) -> Result<Report> {
     let pick = |k: usize| names[(k * 7919) % names.len()].clone();
     for k in 0..50 {
         let started = Instant::now();
-        get_user(&client, hub, &pick(k)).await?;
+        get_user(client, hub, &pick(k)).await?;
         report
             .single_ms
             .push(started.elapsed().as_secs_f64() * 1000.0);
@@ -180,7 +262,7 @@ async fn measure(hub: &dyn Hub, args: &RestArgs) -> Result<Report> {
     for r in 0..args.parallel_repeats {
         let started = Instant::now();
         let requests = (0..args.parallel).map(|k| {
-            let (client, name) = (&client, pick(r * args.parallel + k + 50));
+            let (client, name) = (client, pick(r * args.parallel + k + 50));
             async move {
                 let one = Instant::now();
                 get_user(client, hub, &name).await?;
@@ -201,7 +283,7 @@ async fn measure(hub: &dyn Hub, args: &RestArgs) -> Result<Report> {
 
     for _ in 0..args.walk_repeats {
         let started = Instant::now();
-        let (seen, pages) = walk(&client, hub).await?;
+        let (seen, pages) = walk(client, hub).await?;
         let seconds = started.elapsed().as_secs_f64();
         ensure!(
             seen == report.users,
@@ -212,7 +294,7 @@ async fn measure(hub: &dyn Hub, args: &RestArgs) -> Result<Report> {
         report.walk_s.push(seconds);
         report.walk_pages = pages;
     }
-    Ok(report)
+    Ok(())
 }
 
 async fn get_user(client: &reqwest::Client, hub: &dyn Hub, name: &str) -> Result<()> {
@@ -299,17 +381,18 @@ fn render(args: &RestArgs, reports: &[Report]) -> String {
     );
     let _ = writeln!(
         out,
-        "| hub | bulk create {} users s | users in DB (fill s) | GET /users?limit=200 ms | GET /users/{{name}} alone p50 ms | {} parallel: total s | p50 ms | p99 ms | paginated walk s (pages) |",
+        "| hub | bulk create {} users s | users in DB (filled through, s) | GET /users?limit=200 ms | GET /users/{{name}} alone p50 ms | {} parallel: total s | p50 ms | p99 ms | paginated walk s (pages) |",
         args.bulk_size, args.parallel
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in reports {
         let _ = writeln!(
             out,
-            "| {} | {:.3} | {} ({:.0}) | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {:.2} ({}) |",
+            "| {} | {:.3} | {} ({}, {:.0}) | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {:.2} ({}) |",
             r.label,
             med(&r.bulk_s),
             r.users,
+            r.fill_how,
             r.fill_s,
             med(&r.list_ms),
             med(&r.single_ms),
@@ -323,7 +406,7 @@ fn render(args: &RestArgs, reports: &[Report]) -> String {
     if let Some(stock) = reports.iter().find(|r| r.label.starts_with("JupyterHub")) {
         let _ = writeln!(
             out,
-            "\nSpeed-up (JupyterHub time ÷ hubfleet time; the walk per page, since JupyterHub may hold fewer users):\n"
+            "\nSpeed-up (JupyterHub time ÷ hubfleet time; the walk per page, in case the hubs hold different numbers of users):\n"
         );
         let _ = writeln!(
             out,
