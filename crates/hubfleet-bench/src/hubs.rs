@@ -46,10 +46,11 @@ impl Database {
         }
     }
 
-    /// The `db:` YAML for one hub: nothing for SQLite, a fresh database for PostgreSQL.
-    fn yaml(&self) -> Result<String> {
+    /// The `db:` YAML for one hub: nothing for SQLite, a fresh database for PostgreSQL (whose
+    /// name is returned too, to drop it afterwards).
+    fn yaml(&self) -> Result<(String, Option<String>)> {
         let Self::Postgres(server) = self else {
-            return Ok(String::new());
+            return Ok((String::new(), None));
         };
         let name = format!("hubfleet_bench_{}", &random_hex()?[..12]);
         let status = Command::new("psql")
@@ -65,7 +66,23 @@ impl Database {
         let (base, _) = server
             .rsplit_once('/')
             .context("PostgreSQL URL without a database path")?;
-        Ok(format!("db:\n  url: \"{base}/{name}\"\n"))
+        Ok((format!("db:\n  url: \"{base}/{name}\"\n"), Some(name)))
+    }
+
+    /// Drops a database made by [`Database::yaml`]; best effort, from `Drop`.
+    fn drop_database(&self, name: &str) {
+        if let Self::Postgres(server) = self {
+            let _ = Command::new("psql")
+                .args([
+                    server.as_str(),
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name}"),
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -197,6 +214,8 @@ pub struct HubfleetHub {
     public_url: String,
     token: String,
     database: Database,
+    /// The PostgreSQL database created for this hub, dropped with it.
+    database_name: Option<String>,
     launches: u32,
 }
 
@@ -218,6 +237,7 @@ impl HubfleetHub {
         let data_dir = dir.path().join("data");
         let (public, hub, api) = (free_port()?, free_port()?, free_port()?);
         let token = random_hex()?;
+        let (db_yaml, database_name) = database.yaml()?;
         let config = format!(
             r#"listen: 127.0.0.1:{public}
 data_dir: {data}
@@ -243,7 +263,7 @@ services:
             data = data_dir.display(),
             cmd = serde_json::to_string(&server.cmd)?,
             args = serde_json::to_string(&server.args)?,
-            db = database.yaml()?,
+            db = db_yaml,
         );
         let config_path = dir.path().join("hubfleet.yaml");
         std::fs::write(&config_path, config)?;
@@ -256,6 +276,7 @@ services:
             public_url: format!("http://127.0.0.1:{public}"),
             token,
             database: database.clone(),
+            database_name,
             launches: 0,
         };
         hub.launch(Duration::from_secs(120)).await?;
@@ -322,6 +343,9 @@ impl Drop for HubfleetHub {
     fn drop(&mut self) {
         self.process.take();
         kill_processes_under(self.dir.path());
+        if let Some(name) = &self.database_name {
+            self.database.drop_database(name);
+        }
     }
 }
 
