@@ -242,7 +242,7 @@ pub(crate) enum AuthKind {
     Github,
     /// CILogon: OpenID Connect with an allow-list of identity providers (`allowed_idps`).
     Cilogon,
-    /// Anonymous users with generated names (`tmp-<random>`): the login page has a "Start a session" button instead of the form, and each user is deleted, with their home directory, when their server stops.
+    /// Anonymous users with generated names (`tmp-<random>`): the login page has a "Start a session" button instead of the form, and each user is deleted, with their home directory and Unix account (if one was made), when their server stops.
     Tmp,
     /// Accounts with passwords (argon2-hashed in the database): people sign up at `/hub/signup`, and an admin approves each account on the admin page before it can log in. Names in `admin_users` are approved at sign-up.
     Native,

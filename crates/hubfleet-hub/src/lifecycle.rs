@@ -540,8 +540,8 @@ async fn cleanup_server(state: &AppState, user: &User, name: &ServerName) {
     }
 }
 
-/// Deletes an ephemeral user (the `tmp` authenticator's) and their home directory,
-/// `<data_dir>/homes/<name>`, once none of their servers is active any more.
+/// Deletes an ephemeral user (the `tmp` authenticator's) and what the spawner keeps for them (home
+/// directory, Unix account) once none of their servers is active any more.
 async fn remove_ephemeral_user(state: &AppState, user: &User) {
     match state.store.list_user_servers(user.id).await {
         Ok(servers) if servers.iter().all(|s| s.status == ServerStatus::Stopped) => {}
@@ -558,18 +558,15 @@ async fn remove_ephemeral_user(state: &AppState, user: &User) {
             return;
         }
     }
-    let home = state.config.data_dir.join("homes").join(user.name.as_str());
-    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&home) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("{}: {e}", home.display()))
+    match state
+        .spawner
+        .forget_user(&state.config.data_dir, &user.name)
+        .await
+    {
+        Ok(()) => tracing::info!(user = %user.name, "ephemeral user and their files removed"),
+        Err(error) => {
+            tracing::error!(%error, user = %user.name, "removing an ephemeral user's files")
         }
-        _ => Ok(()),
-    })
-    .await;
-    match removed {
-        Ok(Ok(())) => tracing::info!(user = %user.name, "ephemeral user and home removed"),
-        Ok(Err(error)) => tracing::error!(%error, user = %user.name, "removing an ephemeral home"),
-        Err(error) => tracing::error!(%error, user = %user.name, "removing an ephemeral home"),
     }
 }
 

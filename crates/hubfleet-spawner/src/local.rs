@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hubfleet_types::{
     PollStatus, ProgressSink, SpawnError, SpawnRequest, SpawnedServer, Spawner, SpawnerState,
+    UserName,
 };
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -322,6 +323,11 @@ fn io_failure(what: &str, path: &Path, err: io::Error) -> SpawnError {
     SpawnError::failed(format!("could not {what} `{}`: {err}", path.display()))
 }
 
+/// Where users' home directories live: `<data_dir>/homes/<user name>`.
+fn homes_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("homes")
+}
+
 /// Creates `<data_dir>/homes` (0711: others may pass through but not list it) and the user's home
 /// (0700, owned by the account that runs the server).
 fn prepare_home(
@@ -464,7 +470,7 @@ impl Spawner for LocalProcessSpawner {
             return Err(SpawnError::failed("the server command is empty"));
         };
         let separate_accounts = matches!(self.run_as, RunAs::SystemUsers { .. });
-        let homes_dir = request.data_dir.join("homes");
+        let homes_dir = homes_dir(&request.data_dir);
         let home = homes_dir.join(request.user.as_str());
 
         if separate_accounts {
@@ -640,6 +646,28 @@ impl Spawner for LocalProcessSpawner {
             }
             Err(_) => None,
         }
+    }
+
+    async fn forget_user(&self, data_dir: &Path, user: &UserName) -> Result<(), SpawnError> {
+        let home = homes_dir(data_dir).join(user.as_str());
+        let removing = home.clone();
+        let removed = tokio::task::spawn_blocking(move || fs::remove_dir_all(&removing))
+            .await
+            .map_err(|err| SpawnError::failed(format!("removing {}: {err}", home.display())))?;
+        match removed {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(io_failure("remove", &home, err));
+            }
+            _ => {}
+        }
+        if let RunAs::SystemUsers { prefix } = &self.run_as {
+            let name = unix_account::account_name_for(prefix, user.as_str());
+            let _changing = self.account_creation.lock().await;
+            unix_account::remove_account(&name, &home)
+                .await
+                .map_err(|err| SpawnError::failed(err.to_string()))?;
+        }
+        Ok(())
     }
 }
 

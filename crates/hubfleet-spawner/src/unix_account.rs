@@ -76,6 +76,18 @@ pub(crate) enum AccountError {
     },
     #[error("the account `{name}` has uid {uid}, a system account; refusing to run a server as it")]
     SystemAccount { name: String, uid: u32 },
+    #[error("could not run `userdel` to remove the account `{name}`: {source}")]
+    UserdelNotRunnable {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`userdel` could not remove the account `{name}` (exit status {status}): {stderr}")]
+    UserdelFailed {
+        name: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 fn lookup(name: &str) -> Result<Option<UnixAccount>, AccountError> {
@@ -125,34 +137,71 @@ pub(crate) async fn ensure_account(
     Ok(account)
 }
 
-/// How long `useradd` is retried while another process holds the account database's lock.
-const USERADD_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+/// Removes an account [`ensure_account`] created for `home`. An account that does not exist, is a
+/// system account or has another home directory was not made for this user, so it is left alone.
+pub(crate) async fn remove_account(name: &str, home: &Path) -> Result<(), AccountError> {
+    let user = User::from_name(name).map_err(|source| AccountError::Lookup {
+        name: name.to_string(),
+        source,
+    })?;
+    let Some(user) = user else { return Ok(()) };
+    if user.uid.as_raw() < MIN_SERVER_UID || user.dir != home {
+        tracing::warn!(account = name, home = %user.dir.display(), "not removing an account the spawner did not create");
+        return Ok(());
+    }
+    let mut userdel = Command::new("userdel");
+    userdel.arg("--").arg(name);
+    let output =
+        run_shadow_tool(userdel)
+            .await
+            .map_err(|source| AccountError::UserdelNotRunnable {
+                name: name.to_string(),
+                source,
+            })?;
+    // Exit status 6 means "no such user": removed meanwhile, which is what we wanted.
+    if !output.status.success() && output.status.code() != Some(6) {
+        return Err(AccountError::UserdelFailed {
+            name: name.to_string(),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
 
-/// Runs `useradd`, retrying while another process (another hub, an admin's `userdel`) holds
-/// `/etc/passwd.lock` or `/etc/group.lock`: the shadow tools fail at once instead of waiting.
+/// How long a shadow tool is retried while another process holds the account database's lock.
+const SHADOW_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
 async fn run_useradd(
     name: &str,
     home: &Path,
     shell: &Path,
 ) -> Result<std::process::Output, AccountError> {
-    let deadline = tokio::time::Instant::now() + USERADD_LOCK_PATIENCE;
+    let mut useradd = Command::new("useradd");
+    useradd
+        .arg("--no-create-home")
+        .arg("--home-dir")
+        .arg(home)
+        .arg("--shell")
+        .arg(shell)
+        .arg("--user-group")
+        .arg("--")
+        .arg(name);
+    run_shadow_tool(useradd)
+        .await
+        .map_err(|source| AccountError::UseraddNotRunnable {
+            name: name.to_string(),
+            source,
+        })
+}
+
+/// Runs `useradd`/`userdel`, retrying while another process (another hub, an admin) holds
+/// `/etc/passwd.lock` or `/etc/group.lock`: the shadow tools fail at once instead of waiting.
+async fn run_shadow_tool(mut command: Command) -> std::io::Result<std::process::Output> {
+    let deadline = tokio::time::Instant::now() + SHADOW_LOCK_PATIENCE;
     let mut delay = std::time::Duration::from_millis(20);
     loop {
-        let output = Command::new("useradd")
-            .arg("--no-create-home")
-            .arg("--home-dir")
-            .arg(home)
-            .arg("--shell")
-            .arg(shell)
-            .arg("--user-group")
-            .arg("--")
-            .arg(name)
-            .output()
-            .await
-            .map_err(|source| AccountError::UseraddNotRunnable {
-                name: name.to_string(),
-                source,
-            })?;
+        let output = command.output().await?;
         let locked =
             !output.status.success() && String::from_utf8_lossy(&output.stderr).contains(".lock");
         if !locked || tokio::time::Instant::now() >= deadline {
@@ -244,5 +293,31 @@ mod tests {
         let _ = std::process::Command::new("userdel").arg(name).status();
         let account = created.expect("useradd waited for the lock instead of failing");
         assert_eq!(account.name, name);
+    }
+
+    #[tokio::test]
+    async fn only_an_account_made_for_that_home_is_removed() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: removing Unix accounts needs root");
+            return;
+        }
+        let name = "hfts-remove";
+        let home = Path::new("/var/tmp/hfts-remove-home");
+        ensure_account(name, home, Path::new("/bin/sh"))
+            .await
+            .unwrap();
+
+        remove_account(name, Path::new("/var/tmp/another-home"))
+            .await
+            .unwrap();
+        assert!(
+            lookup(name).unwrap().is_some(),
+            "removed despite another home"
+        );
+
+        remove_account(name, home).await.unwrap();
+        assert!(lookup(name).unwrap().is_none(), "still there");
+        // Removing what is gone already is fine.
+        remove_account(name, home).await.unwrap();
     }
 }

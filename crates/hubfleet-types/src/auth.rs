@@ -107,7 +107,7 @@ pub trait Authenticator: Send + Sync + 'static {
         None
     }
 
-    /// Whether the hub deletes this user, with their home directory, when their server stops.
+    /// Whether the hub deletes this user, with what the spawner keeps for them, when their server stops.
     fn is_ephemeral(&self, _user: &UserName) -> bool {
         false
     }

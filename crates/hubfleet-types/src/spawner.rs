@@ -6,7 +6,7 @@
 //! the [`SpawnerState`] it returns from [`Spawner::start`], which the hub stores in its database.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -150,6 +150,11 @@ pub trait Spawner: Send + Sync + 'static {
 
     /// The last `max_lines` lines of the server's output, for failure pages.
     async fn log_tail(&self, state: &SpawnerState, max_lines: usize) -> Option<String>;
+
+    /// Remove everything this spawner keeps for a user the hub deletes for good (an ephemeral
+    /// `tmp` user): their files and any account made for them. Their servers are already stopped.
+    /// Removing what is already gone is not an error.
+    async fn forget_user(&self, data_dir: &Path, user: &UserName) -> Result<(), SpawnError>;
 }
 
 #[cfg(test)]

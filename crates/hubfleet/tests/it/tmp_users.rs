@@ -13,10 +13,16 @@ use crate::support::{hidden_input_value, wait_for};
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tmp_user_is_deleted_with_their_home_when_their_server_stops() {
     let dir = world_readable_tempdir();
+    let as_root = nix::unistd::Uid::effective().is_root();
     let hub = TestHub::start_with_options(HubOptions {
         cmd: Some(standin_server(dir.path(), 0.0)),
         auth_yaml: Some("auth:\n  kind: tmp\n"),
-        spawner_yaml: "  run_as: hub-user\n",
+        // As root, each server runs as its own Unix account, which must go with the user.
+        spawner_yaml: if as_root {
+            "  run_as: system-users\n"
+        } else {
+            "  run_as: hub-user\n"
+        },
         ..HubOptions::default()
     })
     .await;
@@ -70,6 +76,10 @@ async fn a_tmp_user_is_deleted_with_their_home_when_their_server_stops() {
     let home = hub.data_dir.join("homes").join(&name);
     assert!(home.is_dir(), "{} exists", home.display());
     std::fs::write(home.join("notes.txt"), "scratch").unwrap();
+    let account = as_root.then(|| hubfleet_spawner::account_name_for("hf-", &name));
+    if let Some(account) = &account {
+        assert!(unix_account_exists(account), "{account} was created");
+    }
 
     let stop = hub
         .api(Method::DELETE, &format!("/users/{name}/server"))
@@ -80,11 +90,12 @@ async fn a_tmp_user_is_deleted_with_their_home_when_their_server_stops() {
         stop.status()
     );
     wait_for(
-        "the tmp user and their home to be removed",
+        "the tmp user, their home and their Unix account to be removed",
         Duration::from_secs(30),
         || async {
             let gone = hub.api(Method::GET, &user_path).await.status() == StatusCode::NOT_FOUND;
-            (gone && !home.exists()).then_some(())
+            let account_gone = account.as_deref().is_none_or(|a| !unix_account_exists(a));
+            (gone && !home.exists() && account_gone).then_some(())
         },
     )
     .await;
@@ -99,4 +110,10 @@ async fn a_tmp_user_is_deleted_with_their_home_when_their_server_stops() {
         hub.api(Method::GET, &them_path).await.status(),
         StatusCode::OK
     );
+}
+
+fn unix_account_exists(name: &str) -> bool {
+    nix::unistd::User::from_name(name)
+        .expect("reading the account database")
+        .is_some()
 }
