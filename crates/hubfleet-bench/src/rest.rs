@@ -388,7 +388,7 @@ fn render(args: &RestArgs, reports: &[Report]) -> String {
     for r in reports {
         let _ = writeln!(
             out,
-            "| {} | {:.3} | {} ({}, {:.0}) | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {:.2} ({}) |",
+            "| {} | {:.3} | {} ({}, {:.1}) | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {:.2} ({}) |",
             r.label,
             med(&r.bulk_s),
             r.users,
