@@ -230,6 +230,14 @@ async fn forward(
         ));
         let (parts, _empty) = response.into_parts();
         if h2_websocket {
+            tracing::debug!(
+                route = route.path(),
+                "WebSocket over HTTP/2 tunnelled to HTTP/1.1"
+            );
+            state
+                .metrics
+                .websockets_over_http2
+                .fetch_add(1, Ordering::Relaxed);
             // 200 opens the tunnel on the HTTP/2 stream; only the negotiated subprotocol and
             // extensions carry over (the rest of a 101 is HTTP/1.1 connection business).
             let mut accepted = Response::new(ProxyBody::empty());

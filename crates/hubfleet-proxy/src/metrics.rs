@@ -20,6 +20,7 @@ pub enum UpstreamErrorKind {
 pub struct ProxyMetrics {
     pub(crate) requests_web: AtomicU64,
     pub(crate) requests_ws: AtomicU64,
+    pub(crate) websockets_over_http2: AtomicU64,
     pub(crate) requests_api: AtomicU64,
     pub(crate) responses_by_class: [AtomicU64; 5],
     pub(crate) bytes_in: AtomicU64,
@@ -97,6 +98,11 @@ impl ProxyMetrics {
             "hubfleet_proxy_requests_ws_total",
             "Upgrade (WebSocket) requests received.",
             &[("", load(&self.requests_ws))],
+        );
+        counter(
+            "hubfleet_proxy_websockets_http2_total",
+            "WebSockets opened over HTTP/2 (RFC 8441 extended CONNECT) and tunnelled to HTTP/1.1.",
+            &[("", load(&self.websockets_over_http2))],
         );
         counter(
             "hubfleet_proxy_requests_api_total",

@@ -298,6 +298,13 @@ async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() {
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
     socket.send(Message::text("over h2")).await.unwrap();
     assert_eq!(next_text(&mut socket).await, "over h2");
+    assert!(
+        proxy
+            .handle
+            .metrics_text()
+            .contains("hubfleet_proxy_websockets_http2_total 1"),
+        "the HTTP/2 WebSocket is counted"
+    );
     wait_until("the tunnel is counted", || {
         proxy.handle.metrics().websockets_active() == 1
     })

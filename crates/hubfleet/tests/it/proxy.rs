@@ -13,8 +13,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::support::{
-    Browser, HubfleetProxy, KernelSocket, STOCK_HUB_PASSWORD, StockJupyterHub, hubfleet_bin,
-    peak_rss_kib,
+    Browser, HubfleetProxy, KernelSocket, STOCK_HUB_PASSWORD, StockJupyterHub, free_port,
+    hubfleet_bin, peak_rss_kib, workspace_root,
 };
 
 /// Stock JupyterHub 6.1.1 with `ConfigurableHTTPProxy.command = [hubfleet, "proxy"]`: the whole
@@ -234,6 +234,146 @@ async fn chp_rest_api_through_the_process() {
     assert_eq!(health.status(), reqwest::StatusCode::OK);
     let health: serde_json::Value = health.json().await.expect("healthz is JSON");
     assert_eq!(health, serde_json::json!({"status": "OK"}));
+}
+
+/// Chromium loads a page through `hubfleet proxy` over HTTPS (HTTP/2 by ALPN) and opens a
+/// WebSocket from it: with SETTINGS_ENABLE_CONNECT_PROTOCOL advertised, Chromium sends the
+/// WebSocket as an RFC 8441 extended CONNECT on that HTTP/2 connection, which the proxy turns into
+/// an HTTP/1.1 Upgrade to the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_opens_websockets_over_http2_through_the_tls_proxy() {
+    let node_modules = workspace_root().join(".cache/node/node_modules");
+    assert!(
+        node_modules.join("playwright-core/package.json").is_file()
+            && std::path::Path::new("/usr/bin/chromium").is_file(),
+        "Chromium and playwright-core are missing: run `scripts/test`, which installs them"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("proxy.crt"), dir.path().join("proxy.key"));
+    let openssl = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(openssl.status.success(), "openssl: {openssl:?}");
+
+    let page = start_page_upstream().await;
+    let echo = start_websocket_echo_upstream().await;
+    let metrics_port = free_port().to_string();
+    let proxy = HubfleetProxy::start_https(
+        "h2-websocket-token",
+        &cert,
+        &key,
+        &["--metrics-ip", "127.0.0.1", "--metrics-port", &metrics_port],
+    )
+    .await;
+    proxy.add_route("/", &format!("http://{page}")).await;
+    proxy.add_route("/ws", &format!("http://{echo}")).await;
+
+    let script = workspace_root().join("crates/hubfleet/tests/browser/h2_websocket.mjs");
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(script)
+        .env("PAGE_URL", proxy.public_url("/"))
+        .env("NODE_MODULES", &node_modules);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .expect("run node (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser script failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("protocol h2"), "page over HTTP/2: {stdout}");
+    assert!(
+        stdout.contains("echo hello over http/2"),
+        "the WebSocket echoed: {stdout}"
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("hubfleet_proxy_websockets_http2_total 1"),
+        "the WebSocket went over HTTP/2 (extended CONNECT):\n{metrics}"
+    );
+}
+
+/// The page for the Chromium test: it opens `wss://<host>/ws`, sends one message and exposes the
+/// echo as the promise `window.echoed`.
+const WEBSOCKET_PAGE: &str = r#"<!doctype html><title>h2 websocket</title><script>
+window.echoed = new Promise((resolve, reject) => {
+  const socket = new WebSocket(`wss://${location.host}/ws/echo`);
+  socket.onopen = () => socket.send('hello over http/2');
+  socket.onmessage = (event) => { resolve(event.data); socket.close(); };
+  socket.onerror = () => reject(new Error('WebSocket failed'));
+});
+</script>"#;
+
+async fn start_page_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind page upstream");
+    let addr = listener.local_addr().expect("page upstream address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_request: Request<Incoming>| async {
+                    let mut response = Response::new(Full::new(Bytes::from(WEBSOCKET_PAGE)));
+                    response.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+                    );
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn start_websocket_echo_upstream() -> SocketAddr {
+    use futures_util::SinkExt;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind echo upstream");
+    let addr = listener.local_addr().expect("echo upstream address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    if (message.is_text() || message.is_binary())
+                        && socket.send(message).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
 
 type UpstreamBody = BoxBody<Bytes, Infallible>;

@@ -17,12 +17,32 @@ pub struct HubfleetProxy {
     pub api_port: u16,
     pub auth_token: String,
     client: reqwest::Client,
+    https: bool,
 }
 
 impl HubfleetProxy {
     /// Starts `hubfleet proxy --ip 127.0.0.1 --port P --api-ip 127.0.0.1 --api-port A <extra_args>`
     /// with `CONFIGPROXY_AUTH_TOKEN=auth_token`, and waits for `/_chp_healthz`.
     pub async fn start(auth_token: &str, extra_args: &[&str]) -> Self {
+        Self::start_inner(auth_token, extra_args, None).await
+    }
+
+    /// Like [`HubfleetProxy::start`] with HTTPS on the public port (`--ssl-cert`, `--ssl-key`);
+    /// [`HubfleetProxy::public_url`] is then `https://localhost:<port>`.
+    pub async fn start_https(
+        auth_token: &str,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        extra_args: &[&str],
+    ) -> Self {
+        Self::start_inner(auth_token, extra_args, Some((cert, key))).await
+    }
+
+    async fn start_inner(
+        auth_token: &str,
+        extra_args: &[&str],
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Self {
         install_crypto_provider();
         let (public_port, api_port) = (free_port(), free_port());
         let mut command = Command::new(hubfleet_bin());
@@ -32,17 +52,27 @@ impl HubfleetProxy {
             .args(["--api-ip", "127.0.0.1", "--api-port", &api_port.to_string()])
             .args(extra_args)
             .env("CONFIGPROXY_AUTH_TOKEN", auth_token);
+        let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some((cert, key)) = tls {
+            command
+                .arg("--ssl-cert")
+                .arg(cert)
+                .arg("--ssl-key")
+                .arg(key);
+            let pem = std::fs::read(cert).expect("read the proxy's certificate");
+            client = client
+                .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("PEM certificate")])
+                .resolve("localhost", ([127, 0, 0, 1], public_port).into());
+        }
         let process = ProcessGuard::spawn("hubfleet-proxy", command);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("build an HTTP client");
+        let client = client.build().expect("build an HTTP client");
         let proxy = Self {
             process,
             public_port,
             api_port,
             auth_token: auth_token.to_owned(),
             client,
+            https: tls.is_some(),
         };
         let healthz = proxy.public_url("/_chp_healthz");
         let client = proxy.client.clone();
@@ -61,9 +91,13 @@ impl HubfleetProxy {
         proxy
     }
 
-    /// `http://127.0.0.1:<public port><path>`.
+    /// `http://127.0.0.1:<public port><path>`, or `https://localhost:<public port><path>` with TLS.
     pub fn public_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.public_port)
+        if self.https {
+            format!("https://localhost:{}{path}", self.public_port)
+        } else {
+            format!("http://127.0.0.1:{}{path}", self.public_port)
+        }
     }
 
     /// `http://127.0.0.1:<api port><path>`.
