@@ -22,7 +22,9 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::{StreamExt, stream};
 
-use tools::{Process, WrkResult, free_port, median, run_wrk, start_nginx, wait_for_port};
+use tools::{
+    Process, WrkResult, free_port, load_average, median, run_wrk, start_nginx, wait_for_port,
+};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks for hubfleet")]
@@ -188,6 +190,7 @@ async fn run_proxy_benchmark(args: ProxyArgs) -> Result<()> {
     .await?;
     let echo_port = ws::start_echo_server().await?;
 
+    let load_at_start = load_average();
     let mut reports = Vec::new();
     for &setup in &args.proxies {
         eprintln!("== {}", setup.label());
@@ -205,6 +208,10 @@ async fn run_proxy_benchmark(args: ProxyArgs) -> Result<()> {
         reports.push((setup, report));
     }
     print!("{}", render_report(&args, &reports));
+    println!(
+        "Load average (1, 5, 15 min) at start: {load_at_start}; at end: {}",
+        load_average()
+    );
     Ok(())
 }
 
@@ -343,10 +350,22 @@ async fn measure_setup(
         for &connections in &args.connections {
             let mut runs = Vec::new();
             for _ in 0..args.repeats {
-                let run = run_wrk(&url, connections, Duration::from_secs(args.duration)).await?;
+                let cpu_before = running.process.as_ref().map(Process::cpu_us);
+                let mut run =
+                    run_wrk(&url, connections, Duration::from_secs(args.duration)).await?;
+                if let (Some(before), Some(process)) = (cpu_before, running.process.as_ref()) {
+                    let used = process.cpu_us().saturating_sub(before);
+                    run.proxy_cpu_us_per_request = Some(used as f64 / run.requests.max(1) as f64);
+                }
                 eprintln!(
-                    "   {file} c={connections}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms errors {}",
-                    run.requests_per_sec, run.p50_ms, run.p99_ms, run.errors
+                    "   {file} c={connections}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms errors {} proxy CPU {} µs/req (load {})",
+                    run.requests_per_sec,
+                    run.p50_ms,
+                    run.p99_ms,
+                    run.errors,
+                    run.proxy_cpu_us_per_request
+                        .map_or("–".to_owned(), |us| format!("{us:.1}")),
+                    load_average(),
                 );
                 runs.push(run);
             }
@@ -410,6 +429,13 @@ fn median_run(runs: &[WrkResult]) -> WrkResult {
         p50_ms: pick(|r| r.p50_ms),
         p99_ms: pick(|r| r.p99_ms),
         errors: runs.iter().map(|r| r.errors).sum(),
+        proxy_cpu_us_per_request: {
+            let mut cpu: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.proxy_cpu_us_per_request)
+                .collect();
+            (!cpu.is_empty()).then(|| median(&mut cpu))
+        },
     }
 }
 
@@ -466,9 +492,9 @@ fn render_report(args: &ProxyArgs, reports: &[(Setup, SetupReport)]) -> String {
     );
     let _ = writeln!(
         out,
-        "| file | conns | setup | req/s | p50 ms | p99 ms | errors |"
+        "| file | conns | setup | req/s | p50 ms | p99 ms | errors | proxy CPU µs/req |"
     );
-    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|");
     for (file, _) in FILES {
         for &connections in &args.connections {
             for (setup, report) in reports {
@@ -479,12 +505,14 @@ fn render_report(args: &ProxyArgs, reports: &[(Setup, SetupReport)]) -> String {
                 {
                     let _ = writeln!(
                         out,
-                        "| {file} | {connections} | {} | {:.0} | {:.2} | {:.2} | {} |",
+                        "| {file} | {connections} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
                         setup.label(),
                         run.requests_per_sec,
                         run.p50_ms,
                         run.p99_ms,
-                        run.errors
+                        run.errors,
+                        run.proxy_cpu_us_per_request
+                            .map_or("–".to_owned(), |us| format!("{us:.1}")),
                     );
                 }
             }
@@ -508,26 +536,37 @@ fn render_report(args: &ProxyArgs, reports: &[(Setup, SetupReport)]) -> String {
     );
     let _ = writeln!(
         out,
-        "| file | conns | req/s ÷ nginx | req/s ÷ CHP | p99 ÷ nginx | p99 ÷ CHP |"
+        "| file | conns | req/s ÷ nginx | req/s ÷ CHP | ceiling: direct ÷ CHP | req/s ÷ direct | p99 ÷ nginx | p99 ÷ CHP | CPU/req ÷ nginx | CPU/req ÷ CHP |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (file, _) in FILES {
         for &connections in &args.connections {
             let hub = lookup(Setup::Hubfleet, file, connections);
             let nginx = lookup(Setup::Nginx, file, connections);
             let chp = lookup(Setup::Chp, file, connections);
+            let direct = lookup(Setup::Direct, file, connections);
             let rps = |r: Option<WrkResult>| r.map(|r| r.requests_per_sec);
             let p99 = |r: Option<WrkResult>| r.map(|r| r.p99_ms);
+            let cpu = |r: Option<WrkResult>| r.and_then(|r| r.proxy_cpu_us_per_request);
             let _ = writeln!(
                 out,
-                "| {file} | {connections} | {} | {} | {} | {} |",
+                "| {file} | {connections} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 ratio(rps(hub), rps(nginx)),
                 ratio(rps(hub), rps(chp)),
+                ratio(rps(direct), rps(chp)),
+                ratio(rps(hub), rps(direct)),
                 ratio(p99(hub), p99(nginx)),
                 ratio(p99(hub), p99(chp)),
+                ratio(cpu(hub), cpu(nginx)),
+                ratio(cpu(hub), cpu(chp)),
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "\nNo proxy can serve more than the upstream does directly, so \"direct ÷ CHP\" is the \
+         highest \"req/s ÷ CHP\" any proxy can reach on this machine."
+    );
 
     let _ = writeln!(
         out,

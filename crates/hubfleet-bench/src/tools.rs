@@ -56,6 +56,16 @@ impl Process {
             .sum()
     }
 
+    /// CPU time (user + system) used so far by the process and its direct children (nginx's
+    /// workers), in microseconds. Read before and after a load run, it gives the proxy's cost per
+    /// request, which other work on a shared machine hardly disturbs (unlike req/s).
+    pub fn cpu_us(&self) -> u64 {
+        let mut pids = vec![self.pid()];
+        pids.extend(child_pids(self.pid()));
+        let ticks: u64 = pids.into_iter().map(proc_cpu_ticks).sum();
+        ticks * 1_000_000 / clock_ticks_per_second()
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let start = text.len().saturating_sub(4000);
@@ -107,6 +117,43 @@ fn child_pids(parent: u32) -> Vec<u32> {
                 == Some(parent)
         })
         .collect()
+}
+
+/// utime + stime of one process, in clock ticks.
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name: state is the 1st, utime the 12th, stime the 13th.
+            let after = stat[stat.rfind(')')? + 1..].to_owned();
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .filter(|ticks| *ticks > 0)
+        .unwrap_or(100)
+}
+
+/// The 1-, 5- and 15-minute load averages from /proc/loadavg, as printed there.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
@@ -225,6 +272,9 @@ pub struct WrkResult {
     pub p99_ms: f64,
     /// Socket errors plus non-2xx/3xx responses.
     pub errors: u64,
+    /// CPU time the proxy process used per request during the run (µs); `None` without a proxy
+    /// process (direct access).
+    pub proxy_cpu_us_per_request: Option<f64>,
 }
 
 /// Runs `wrk -t2 -c<connections> -d<duration> --latency <url>`.

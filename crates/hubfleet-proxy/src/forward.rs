@@ -92,10 +92,19 @@ pub(crate) struct ForwardState {
 }
 
 /// What we know about the client connection a request came in on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
-    pub(crate) peer: SocketAddr,
     pub(crate) encrypted: bool,
+    /// The client's IP as an `X-Forwarded-For` value, formatted once per connection.
+    pub(crate) peer_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr, encrypted: bool) -> Self {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        Self { encrypted, peer_ip }
+    }
 }
 
 /// The public port's request handler.
@@ -104,14 +113,14 @@ pub(crate) async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let response = forward(&state, conn, req).await;
+    let response = forward(&state, &conn, req).await;
     state.metrics.count_response(response.status());
     Ok(response)
 }
 
 async fn forward(
     state: &ForwardState,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     if req.uri().path_and_query().map(PathAndQuery::as_str) == Some(HEALTH_PATH) {
@@ -399,13 +408,14 @@ fn route_prefix_in_url(route_path: &str, host_routing: bool) -> &str {
 
 fn prepare_request_headers(
     state: &ForwardState,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     headers: &mut HeaderMap,
     original_uri: &Uri,
     upgrade: Option<HeaderValue>,
 ) {
     strip_hop_by_hop(headers);
-    if let Some(protocol) = upgrade.clone() {
+    let is_upgrade = upgrade.is_some();
+    if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
@@ -417,23 +427,25 @@ fn prepare_request_headers(
         headers.insert(header::HOST, host);
     }
     if state.options.x_forward {
+        // Static values and the per-connection client IP cover the common case without
+        // formatting or allocating per request.
         let port = headers
             .get(header::HOST)
             .and_then(|host| host.to_str().ok())
             .and_then(|host| host.rsplit_once(':'))
             .map(|(_, port)| port)
             .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-            .map(str::to_owned)
-            .unwrap_or_else(|| if conn.encrypted { "443" } else { "80" }.to_owned());
-        let proto = match (upgrade.is_some(), conn.encrypted) {
+            .and_then(|port| HeaderValue::from_str(port).ok())
+            .unwrap_or_else(|| HeaderValue::from_static(if conn.encrypted { "443" } else { "80" }));
+        let proto = match (is_upgrade, conn.encrypted) {
             (false, false) => "http",
             (false, true) => "https",
             (true, false) => "ws",
             (true, true) => "wss",
         };
-        append_forwarded(headers, X_FORWARDED_FOR, &conn.peer.ip().to_string());
-        append_forwarded(headers, X_FORWARDED_PORT, &port);
-        append_forwarded(headers, X_FORWARDED_PROTO, proto);
+        append_forwarded(headers, X_FORWARDED_FOR, conn.peer_ip.clone());
+        append_forwarded(headers, X_FORWARDED_PORT, port);
+        append_forwarded(headers, X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         if !headers.contains_key(X_FORWARDED_HOST) {
             let host = headers
                 .get(header::HOST)
@@ -448,16 +460,25 @@ fn prepare_request_headers(
 }
 
 /// Appends `value` to a comma-joined `X-Forwarded-*` header, as http-proxy does.
-fn append_forwarded(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers
-        .get(&name)
-        .and_then(|existing| existing.to_str().ok())
-    {
-        Some(existing) if !existing.is_empty() => format!("{existing},{value}"),
-        _ => value.to_owned(),
-    };
-    if let Ok(joined) = HeaderValue::from_str(&joined) {
-        headers.insert(name, joined);
+fn append_forwarded(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    match headers.entry(name) {
+        header::Entry::Vacant(entry) => {
+            entry.insert(value);
+        }
+        header::Entry::Occupied(mut entry) => {
+            let existing = entry.get().as_bytes();
+            if existing.is_empty() {
+                entry.insert(value);
+                return;
+            }
+            let mut joined = Vec::with_capacity(existing.len() + 1 + value.len());
+            joined.extend_from_slice(existing);
+            joined.push(b',');
+            joined.extend_from_slice(value.as_bytes());
+            if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+                entry.insert(joined);
+            }
+        }
     }
 }
 

@@ -423,11 +423,9 @@ impl ProxyServer {
             async move {
                 let _open =
                     GaugeGuard::enter(state.metrics.clone(), |metrics| &metrics.connections_active);
-                let conn = ConnInfo {
-                    peer,
-                    encrypted: tls.is_some(),
-                };
-                let service = service_fn(move |req| forward::handle(state.clone(), conn, req));
+                let conn = ConnInfo::new(peer, tls.is_some());
+                let service =
+                    service_fn(move |req| forward::handle(state.clone(), conn.clone(), req));
                 serve_plain_or_tls(stream, peer, tls, service, &http, watcher).await;
             }
         });
