@@ -170,7 +170,7 @@ async fn mutual_tls_upstream(cert: &Path, key: &Path, client_ca: &Path) -> Socke
 }
 
 #[tokio::test]
-async fn https_target_is_reached_with_the_proxy_client_certificate() {
+async fn https_target_and_error_pages_are_reached_with_the_proxy_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let targets = TestPki::new(dir.path(), "notebooks");
     let proxy_clients = TestPki::new(dir.path(), "proxy-client");
@@ -199,7 +199,31 @@ async fn https_target_is_reached_with_the_proxy_client_certificate() {
     assert_eq!(seen["uri"], "/user/a/api/status");
     assert_eq!(seen["client_certificates"], 1, "{seen}");
     assert_eq!(seen["x_forwarded_proto"], "http");
+
+    // JupyterHub's `--error-target` is the hub's https URL under internal SSL: error pages are
+    // fetched with the same client identity.
     proxy.stop().await;
+    let with_error_target = TestProxy::start(ProxyConfig {
+        upstream_tls: UpstreamTls {
+            ca: Some(targets.ca_cert.clone()),
+            client_cert: Some(client_cert.clone()),
+            client_key: Some(client_key.clone()),
+            verify: true,
+        },
+        error_target: Some(format!("https://127.0.0.1:{}/hub/error", target.port())),
+        ..ProxyConfig::default()
+    })
+    .await;
+    let missing = http_client()
+        .get(with_error_target.url("/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let page: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(page["uri"], "/hub/error/404?url=%2Fnowhere", "{page}");
+    assert_eq!(page["client_certificates"], 1, "{page}");
+    with_error_target.stop().await;
 
     // Without a client identity the target refuses the handshake: a 503 like any unreachable target.
     let anonymous = TestProxy::start(ProxyConfig {
