@@ -213,7 +213,8 @@ impl Default for ProxySection {
     }
 }
 
-/// TLS certificate and private key (PEM). Both are required.
+/// TLS certificate and private key (PEM). Both are required. The proxy reloads them when the
+/// files change (it checks every 5 s) and on SIGHUP; a broken pair keeps the previous one serving.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TlsSection {
