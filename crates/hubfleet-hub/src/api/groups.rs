@@ -2,13 +2,12 @@
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use hubfleet_core::scopes::{Filter, Resource, Targets};
 use hubfleet_store::{Group, StoreError};
 
 use super::{
-    AppStateRef, Params, authenticated, json_object, models, only_keys, pagination, require,
-    string_list,
+    AppStateRef, Caller, Params, json_object, models, only_keys, pagination, require, string_list,
 };
 use crate::HubError;
 use crate::error::{ApiError, ApiResult};
@@ -53,12 +52,11 @@ fn user_not_found(error: StoreError) -> ApiError {
 
 pub(super) async fn list(
     State(state): State<AppStateRef>,
-    method: Method,
+    Caller(identity): Caller,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<Params>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let page = pagination::page(&headers, &query)?;
     let only = match identity.scopes.targets("list:groups") {
         None => return Err(ApiError(HubError::Forbidden("list:groups".into()))),
@@ -89,12 +87,9 @@ pub(super) async fn list(
 /// `POST /groups` with `{groups: [...], users?: [...]}`: all or nothing, 409 if any exists.
 pub(super) async fn create_many(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["admin:groups"], Resource::Hub)?;
     let body = json_object(&body)?;
     only_keys(&body, &["groups", "users"])?;
@@ -128,12 +123,9 @@ pub(super) async fn create_many(
 
 pub(super) async fn get_one(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let group = target_group(
         &state,
         &identity,
@@ -146,13 +138,10 @@ pub(super) async fn get_one(
 
 pub(super) async fn create_one(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["admin:groups"], Resource::Hub)?;
     check_name(&name)?;
     let body = json_object(&body)?;
@@ -176,12 +165,9 @@ pub(super) async fn create_one(
 
 pub(super) async fn delete(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let group = target_group(&state, &identity, &name, &["delete:groups"]).await?;
     state.store.delete_group(group.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -189,36 +175,29 @@ pub(super) async fn delete(
 
 pub(super) async fn add_members(
     state: State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<Params>,
+    caller: Caller,
     path: Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    change_members(state, method, headers, query, path, body, true).await
+    change_members(state, caller, path, body, true).await
 }
 
 pub(super) async fn remove_members(
     state: State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<Params>,
+    caller: Caller,
     path: Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    change_members(state, method, headers, query, path, body, false).await
+    change_members(state, caller, path, body, false).await
 }
 
 async fn change_members(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
     add: bool,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let group = target_group(&state, &identity, &name, &["groups"]).await?;
     let body = json_object(&body)?;
     only_keys(&body, &["users"])?;
@@ -237,13 +216,10 @@ async fn change_members(
 
 pub(super) async fn set_properties(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let group = target_group(&state, &identity, &name, &["groups"]).await?;
     let properties = serde_json::Value::Object(json_object(&body)?);
     state

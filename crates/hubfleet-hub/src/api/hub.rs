@@ -3,12 +3,12 @@
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use hubfleet_core::scopes::{Owner, Resource, ScopeSet, validate_scope};
 use hubfleet_store::NewService;
 use serde_json::{Map, Value, json};
 
-use super::{AppStateRef, Params, authenticated, json_object, models, pagination, require};
+use super::{AppStateRef, Caller, Params, json_object, models, pagination, require};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::{HubError, JUPYTERHUB_COMPAT_VERSION, lifecycle, shared_password};
@@ -25,13 +25,7 @@ pub(super) async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-pub(super) async fn info(
-    State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
-) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
+pub(super) async fn info(Caller(identity): Caller) -> ApiResult<Response> {
     require(&identity, &["read:hub"], Resource::Hub)?;
     let hubfleet = env!("CARGO_PKG_VERSION");
     Ok(axum::Json(json!({
@@ -48,12 +42,11 @@ pub(super) async fn info(
 /// uses), paginated over the sorted keys.
 pub(super) async fn get_proxy(
     State(state): State<AppStateRef>,
-    method: Method,
+    Caller(identity): Caller,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<Params>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["proxy"], Resource::Hub)?;
     let page = pagination::page(&headers, &query)?;
     let routes = state.proxy.routes().await?;
@@ -101,11 +94,8 @@ pub(super) async fn get_proxy(
 /// `POST /proxy`: make the proxy's table match the running servers now.
 pub(super) async fn sync_proxy(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["proxy"], Resource::Hub)?;
     lifecycle::sync_routes(&state).await?;
     Ok(StatusCode::OK.into_response())
@@ -115,12 +105,9 @@ pub(super) async fn sync_proxy(
 /// link is fixed by its configuration, so the body is validated and the routes re-synced.
 pub(super) async fn patch_proxy(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["proxy"], Resource::Hub)?;
     let body = json_object(&body)?;
     if !body.is_empty() {
@@ -137,12 +124,9 @@ pub(super) async fn patch_proxy(
 /// processes and keep running (JupyterHub's `servers`/`proxy` flags default to false here).
 pub(super) async fn shutdown(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["shutdown"], Resource::Hub)?;
     let body = json_object(&body)?;
     for key in ["proxy", "servers"] {
@@ -170,12 +154,9 @@ pub(super) async fn shutdown(
 /// Answers `{"expires_at": ..., "sessions_ended": n}`.
 pub(super) async fn rotate_shared_password(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["admin:users"], Resource::Hub)?;
     let body = json_object(&body)?;
     super::only_keys(&body, &["password", "expires_at", "end_sessions"])?;
@@ -207,11 +188,8 @@ pub(super) async fn rotate_shared_password(
 /// configured and runtime services alike.
 pub(super) async fn list_services(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     if !identity.scopes.has("list:services") {
         return Err(ApiError(HubError::Forbidden("list:services".into())));
     }
@@ -232,12 +210,9 @@ pub(super) async fn list_services(
 
 pub(super) async fn get_service(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let scopes = ["read:services", "read:services:name", "read:roles:services"];
     if !scopes.iter().any(|s| identity.scopes.has(s)) {
         return Err(ApiError(HubError::Forbidden(scopes.join(", "))));
@@ -375,13 +350,10 @@ fn check_service_scopes(
 /// process; configured services cannot be overwritten (409 like any existing service).
 pub(super) async fn create_service(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(
         &identity,
         &["admin:services"],
@@ -522,12 +494,9 @@ pub(super) async fn create_service(
 /// token, OAuth client (and the tokens it issued) and route; 405 for configured services.
 pub(super) async fn delete_service(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(
         &identity,
         &["admin:services"],

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::OriginalUri;
-use http::{HeaderMap, Method};
+use http::Method;
 use hubfleet_core::scopes::Resource;
 use hubfleet_store::User;
 use hubfleet_types::UserName;
@@ -104,21 +104,28 @@ pub(crate) async fn init(
     })
 }
 
-/// The caller's identity, or 403 "Missing or invalid credentials".
-pub(crate) async fn authenticated(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    query: &Params,
-) -> Result<Identity, ApiError> {
-    identity::identify_api(
-        state,
-        method,
-        headers,
-        query.get("_xsrf").map(String::as_str),
-    )
-    .await?
-    .ok_or(ApiError(HubError::Unauthenticated))
+/// The authenticated caller of an API request, as a handler argument: a token (header or
+/// `?token=`) or a session cookie with its XSRF check. Without valid credentials the request is
+/// answered with JupyterHub's 403 before the handler runs.
+pub(crate) struct Caller(pub Identity);
+
+impl axum::extract::FromRequestParts<AppStateRef> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &AppStateRef,
+    ) -> Result<Self, ApiError> {
+        let xsrf = parts.uri.query().and_then(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == "_xsrf")
+                .map(|(_, value)| value.into_owned())
+        });
+        identity::identify_api(state, &parts.method, &parts.headers, xsrf.as_deref())
+            .await?
+            .map(Caller)
+            .ok_or(ApiError(HubError::Unauthenticated))
+    }
 }
 
 /// JupyterHub's `needs_scope`: 403 if the scope is not held at all, 404 if it is held but its

@@ -8,19 +8,16 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
-use http::{HeaderMap, Method, StatusCode};
+use http::StatusCode;
 use hubfleet_store::{Server, ServerStatus};
 use hubfleet_types::ServerName;
 use serde_json::Value;
 
-use super::{
-    AppStateRef, Params, Target, authenticated, json_body, json_object, models, only_keys,
-    target_user,
-};
+use super::{AppStateRef, Caller, Target, json_body, json_object, models, only_keys, target_user};
 use crate::HubError;
 use crate::error::{ApiError, ApiResult};
 use crate::lifecycle::{self, ProgressLog};
@@ -105,36 +102,29 @@ fn requested_options(body: Option<Value>, previous: Option<&Server>) -> (Option<
 
 pub(super) async fn start_default(
     state: State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<Params>,
+    caller: Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    start(state, method, headers, query, name, String::new(), body).await
+    start(state, caller, name, String::new(), body).await
 }
 
 pub(super) async fn start_named(
     state: State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<Params>,
+    caller: Caller,
     Path((name, server)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    start(state, method, headers, query, name, server, body).await
+    start(state, caller, name, server, body).await
 }
 
 async fn start(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     name: String,
     server: String,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["start:servers"], Some(&server)).await?;
     let server_name = server_name(&server)?;
     require_named_servers(&state, &server_name)?;
@@ -184,36 +174,29 @@ fn last_message(log: &ProgressLog) -> String {
 
 pub(super) async fn stop_default(
     state: State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<Params>,
+    caller: Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    stop(state, method, headers, query, name, String::new(), body).await
+    stop(state, caller, name, String::new(), body).await
 }
 
 pub(super) async fn stop_named(
     state: State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<Params>,
+    caller: Caller,
     Path((name, server)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    stop(state, method, headers, query, name, server, body).await
+    stop(state, caller, name, server, body).await
 }
 
 async fn stop(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     name: String,
     server: String,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["delete:servers"], Some(&server)).await?;
     let server_name = server_name(&server)?;
     let remove = match json_object(&body)?.get("remove") {
@@ -269,12 +252,9 @@ async fn stop(
 /// `GET /users/{name}/servers/{server}` (JupyterHub 6).
 pub(super) async fn get_named(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path((name, server)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["read:servers"], Some(&server)).await?;
     let record = state
         .store
@@ -291,13 +271,10 @@ pub(super) async fn get_named(
 /// `PUT /users/{name}/servers/{server}`: create a named server without starting it.
 pub(super) async fn create_named(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path((name, server)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["start:servers"], Some(&server)).await?;
     let server_name = server_name(&server)?;
     require_named_servers(&state, &server_name)?;
@@ -326,13 +303,10 @@ pub(super) async fn create_named(
 /// a stopped server.
 pub(super) async fn patch_named(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path((name, server)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["start:servers"], Some(&server)).await?;
     let server_name = server_name(&server)?;
     let body = json_object(&body)?;
@@ -404,34 +378,27 @@ pub(super) async fn patch_named(
 
 pub(super) async fn progress_default(
     state: State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<Params>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    progress(state, method, headers, query, name, String::new()).await
+    progress(state, caller, name, String::new()).await
 }
 
 pub(super) async fn progress_named(
     state: State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    query: Query<Params>,
+    caller: Caller,
     Path((name, server)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    progress(state, method, headers, query, name, server).await
+    progress(state, caller, name, server).await
 }
 
 /// JupyterHub's progress EventSource for one server.
 async fn progress(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     name: String,
     server: String,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["read:servers"], Some(&server)).await?;
     let server_name = server_name(&server)?;
     let record = state.store.get_server(target.user.id, &server_name).await?;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use hubfleet_core::scopes::{Resource, validate_scope};
 use hubfleet_core::token::{generate_token, hash_token};
 use hubfleet_store::{
@@ -23,8 +23,8 @@ use hubfleet_types::{ServerName, UserName, isoformat};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppStateRef, Params, Target, authenticated, json_object, models, only_keys, pagination,
-    require, target_user,
+    AppStateRef, Caller, Params, Target, json_object, models, only_keys, pagination, require,
+    target_user,
 };
 use crate::HubError;
 use crate::error::{ApiError, ApiResult};
@@ -208,17 +208,16 @@ fn json_response(value: Value) -> Response {
 /// when `{server_name}` is given); returns the page asked for and the rows it covers.
 async fn listing(
     state: &AppStateRef,
-    method: &Method,
+    identity: &Identity,
     headers: &HeaderMap,
     query: &Params,
     params: &PathParams,
 ) -> Result<(pagination::Page, ShareQuery), ApiError> {
-    let identity = authenticated(state, method, headers, query).await?;
     let page = share_page(headers, query)?;
     let server = params.get("server_name").map(String::as_str);
     let owner = target_user(
         state,
-        &identity,
+        identity,
         param(params, "owner"),
         &["read:shares"],
         server,
@@ -234,13 +233,13 @@ async fn listing(
 /// `GET /shares/{owner}` and `GET /shares/{owner}/{server_name}`.
 pub(super) async fn list(
     State(state): State<AppStateRef>,
-    method: Method,
+    Caller(identity): Caller,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<Params>,
     Path(params): Path<PathParams>,
 ) -> ApiResult<Response> {
-    let (page, filter) = listing(&state, &method, &headers, &query, &params).await?;
+    let (page, filter) = listing(&state, &identity, &headers, &query, &params).await?;
     let (shares, total) = state
         .store
         .list_shares(filter, page.offset, page.limit)
@@ -252,13 +251,10 @@ pub(super) async fn list(
 /// `POST /shares/{owner}/{server_name}`: grant (or extend) a share with a user or group.
 pub(super) async fn grant(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(params): Path<PathParams>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let server = param(&params, "server_name");
     let owner = target_user(
         &state,
@@ -326,13 +322,10 @@ pub(super) async fn grant(
 /// remaining share, or `{}` when nothing remains or the user or group does not exist.
 pub(super) async fn revoke(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(params): Path<PathParams>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let server = param(&params, "server_name");
     let owner = target_user(
         &state,
@@ -373,12 +366,9 @@ pub(super) async fn revoke(
 /// `DELETE /shares/{owner}/{server_name}`: revoke every share of the server.
 pub(super) async fn revoke_all(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(params): Path<PathParams>,
 ) -> ApiResult<StatusCode> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let server = param(&params, "server_name");
     let owner = target_user(
         &state,
@@ -397,13 +387,13 @@ pub(super) async fn revoke_all(
 /// `GET /share-codes/{owner}` and `GET /share-codes/{owner}/{server_name}`: unexpired codes.
 pub(super) async fn list_codes(
     State(state): State<AppStateRef>,
-    method: Method,
+    Caller(identity): Caller,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<Params>,
     Path(params): Path<PathParams>,
 ) -> ApiResult<Response> {
-    let (page, filter) = listing(&state, &method, &headers, &query, &params).await?;
+    let (page, filter) = listing(&state, &identity, &headers, &query, &params).await?;
     let (codes, total) = state
         .store
         .list_share_codes(filter, hubfleet_types::now(), page.offset, page.limit)
@@ -441,13 +431,10 @@ fn expires_in(body: &Map<String, Value>) -> Result<i64, ApiError> {
 /// only; the hub keeps its hash.
 pub(super) async fn create_code(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(params): Path<PathParams>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let server = param(&params, "server_name");
     let owner = target_user(
         &state,
@@ -486,12 +473,10 @@ pub(super) async fn create_code(
 /// `DELETE /share-codes/{owner}/{server_name}`: revoke one code (`?code=` or `?id=sc_N`), or all.
 pub(super) async fn delete_codes(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(identity): Caller,
     Query(query): Query<Params>,
     Path(params): Path<PathParams>,
 ) -> ApiResult<StatusCode> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let server = param(&params, "server_name");
     let owner = target_user(
         &state,
@@ -531,13 +516,12 @@ pub(super) async fn delete_codes(
 /// `GET /users/{name}/shared`: shares granted to the user directly or through their groups.
 pub(super) async fn user_shared(
     State(state): State<AppStateRef>,
-    method: Method,
+    Caller(identity): Caller,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<Params>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let page = share_page(&headers, &query)?;
     let target = target_user(&state, &identity, &name, &["read:users:shares"], None).await?;
     let (shares, total) = state
@@ -581,12 +565,9 @@ async fn one_share(
 /// `GET /users/{name}/shared/{owner}/{server_name}`.
 pub(super) async fn user_share(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(params): Path<PathParams>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let name = param(&params, "name");
     let target = target_user(&state, &identity, name, &["read:users:shares"], None).await?;
     let who = format!("user {name}");
@@ -597,12 +578,9 @@ pub(super) async fn user_share(
 /// `DELETE /users/{name}/shared/{owner}/{server_name}`: leave a shared server.
 pub(super) async fn leave_user_share(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(params): Path<PathParams>,
 ) -> ApiResult<StatusCode> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let name = param(&params, "name");
     let target = target_user(&state, &identity, name, &["users:shares"], None).await?;
     let who = format!("user {name}");
@@ -632,13 +610,12 @@ async fn target_group(
 /// `GET /groups/{name}/shared`.
 pub(super) async fn group_shared(
     State(state): State<AppStateRef>,
-    method: Method,
+    Caller(identity): Caller,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<Params>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let page = share_page(&headers, &query)?;
     let group = target_group(&state, &identity, &name, "read:groups:shares").await?;
     let (shares, total) = state
@@ -656,12 +633,9 @@ pub(super) async fn group_shared(
 /// `GET /groups/{name}/shared/{owner}/{server_name}`.
 pub(super) async fn group_share(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(params): Path<PathParams>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let name = param(&params, "name");
     let group = target_group(&state, &identity, name, "read:groups:shares").await?;
     let who = format!("group {name}");
@@ -672,12 +646,9 @@ pub(super) async fn group_share(
 /// `DELETE /groups/{name}/shared/{owner}/{server_name}`.
 pub(super) async fn leave_group_share(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(params): Path<PathParams>,
 ) -> ApiResult<StatusCode> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let name = param(&params, "name");
     let group = target_group(&state, &identity, name, "groups:shares").await?;
     let who = format!("group {name}");

@@ -1,17 +1,15 @@
 //! A user's API tokens: list, create (shown once, stored as a hash), read and revoke. Ids are
 //! JupyterHub's `a<number>`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::StatusCode;
 use hubfleet_core::scopes::{Owner, ScopeSet, validate_scope};
 use hubfleet_core::token::{generate_token, hash_token};
 use hubfleet_store::{NewToken, TokenOwner, TokenRecord};
 use serde_json::Value;
 
-use super::{
-    AppStateRef, Params, authenticated, json_object, models, only_keys, string_list, target_user,
-};
+use super::{AppStateRef, Caller, json_object, models, only_keys, string_list, target_user};
 use crate::HubError;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{self, Principal};
@@ -40,12 +38,9 @@ async fn find(
 
 pub(super) async fn list(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["read:tokens"], None).await?;
     let now = hubfleet_types::now();
     let tokens: Vec<Value> = state
@@ -61,12 +56,9 @@ pub(super) async fn list(
 
 pub(super) async fn get_one(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path((name, token_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["read:tokens"], None).await?;
     let token = find(&state, target.user.id, &token_id).await?;
     Ok(axum::Json(models::token_model(target.user.name.as_str(), &token)).into_response())
@@ -74,12 +66,9 @@ pub(super) async fn get_one(
 
 pub(super) async fn delete(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path((name, token_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["tokens"], None).await?;
     let token = find(&state, target.user.id, &token_id).await?;
     // Deleting an OAuth access token revokes every token that client holds for the user (as
@@ -103,13 +92,10 @@ pub(super) async fn delete(
 /// must be ones the owner holds.
 pub(super) async fn create(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["tokens"], None).await?;
     let body = json_object(&body)?;
     only_keys(&body, &["expires_in", "note", "scopes", "roles", "auth"])?;

@@ -3,13 +3,13 @@
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use hubfleet_core::scopes::{Filter, Resource, Targets};
 use hubfleet_store::{RoleHolder, ServerStatus, UserQuery, UserSort, UserState, Visibility};
 use hubfleet_types::{ServerName, UserName};
 
 use super::{
-    AppStateRef, Params, authenticated, json_body, json_object, missing_user, models, only_keys,
+    AppStateRef, Caller, Params, json_body, json_object, missing_user, models, only_keys,
     pagination, require, string_list, target_user,
 };
 use crate::HubError;
@@ -34,11 +34,8 @@ fn truthy(query: &Params, key: &str) -> bool {
 
 pub(super) async fn whoami(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let model = models::identity_model(&state, &identity).await?;
     Ok(axum::Json(model).into_response())
 }
@@ -65,12 +62,11 @@ fn visibility(identity: &Identity) -> Option<Visibility> {
 
 pub(super) async fn list(
     State(state): State<AppStateRef>,
-    method: Method,
+    Caller(identity): Caller,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<Params>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     if !identity.scopes.has("list:users") {
         return Err(ApiError(HubError::Forbidden("list:users".into())));
     }
@@ -162,12 +158,9 @@ fn admin_flag(body: &serde_json::Map<String, serde_json::Value>) -> Result<bool,
 /// exist the answer is 409.
 pub(super) async fn create_many(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["admin:users"], Resource::Hub)?;
     let body = json_object(&body)?;
     only_keys(&body, &["usernames", "admin"])?;
@@ -200,12 +193,10 @@ pub(super) async fn create_many(
 
 pub(super) async fn get_one(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
+    Caller(identity): Caller,
     Query(query): Query<Params>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let include_stopped = truthy(&query, "include_stopped_servers");
     // One query for the user and everything its model shows; the access checks are
     // `target_user`'s.
@@ -237,13 +228,10 @@ pub(super) async fn get_one(
 
 pub(super) async fn create_one(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     require(&identity, &["admin:users"], Resource::Hub)?;
     let body = json_object(&body)?;
     let admin = admin_flag(&body)?;
@@ -260,13 +248,10 @@ pub(super) async fn create_one(
 
 pub(super) async fn patch(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["admin:users"], None).await?;
     let body = json_object(&body)?;
     only_keys(&body, &["name", "admin", "groups", "roles", "auth_state"])?;
@@ -352,12 +337,9 @@ pub(super) async fn patch(
 
 pub(super) async fn delete(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["delete:users"], None).await?;
     if identity.user().is_some_and(|me| me.id == target.user.id) {
         return Err(ApiError(HubError::BadRequest(
@@ -380,13 +362,10 @@ pub(super) async fn delete(
 /// `POST /users/{name}/activity`, sent by single-user servers every few minutes.
 pub(super) async fn activity(
     State(state): State<AppStateRef>,
-    method: Method,
-    headers: HeaderMap,
-    Query(query): Query<Params>,
+    Caller(identity): Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let identity = authenticated(&state, &method, &headers, &query).await?;
     let target = target_user(&state, &identity, &name, &["users:activity"], None).await?;
     let user = target.user;
     let body = json_body(&body)?.unwrap_or(serde_json::Value::Null);
