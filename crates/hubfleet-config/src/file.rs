@@ -245,7 +245,7 @@ pub(crate) enum AuthKind {
     Cilogon,
     /// Anonymous users with generated names (`tmp-<random>`): the login page has a "Start a session" button instead of the form, and each user is deleted, with their home directory and Unix account (if one was made), when their server stops.
     Tmp,
-    /// Accounts with passwords (argon2-hashed in the database): people sign up at `/hub/signup`, and an admin approves each account on the admin page before it can log in. Names in `admin_users` are approved at sign-up.
+    /// Accounts with passwords (argon2-hashed in the database): people sign up at `/hub/signup`, and an admin approves each account on the admin page before it can log in. Names in `admin_users` are approved at sign-up. One client address can create at most 100 accounts per 10 minutes.
     Native,
 }
 

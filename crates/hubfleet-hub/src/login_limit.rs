@@ -1,4 +1,5 @@
-//! Rate limiting of failed logins, per user name and per client IP address.
+//! Rate limiting of failed logins, per user name and per client IP address, and of `native`
+//! sign-ups per client IP address.
 //!
 //! Each attempt is charged *before* the password is checked and refunded if it turns out not to
 //! be a failed login, so a burst of parallel guesses cannot slip past the limit while the first
@@ -36,6 +37,16 @@ pub(crate) const IP_LIMIT: Limit = Limit {
     max_lockout: Duration::from_secs(15 * 60),
 };
 
+/// Accounts created per client address (`native` sign-up). Generous, because a class may sign
+/// up together from behind one NAT address; it bounds what one address can add to the approval
+/// queue.
+pub(crate) const SIGNUP_LIMIT: Limit = Limit {
+    failures: 100,
+    window: Duration::from_secs(10 * 60),
+    lockout: Duration::from_secs(10 * 60),
+    max_lockout: Duration::from_secs(60 * 60),
+};
+
 /// Most names and addresses remembered at once (roughly 100 bytes each).
 pub(crate) const MAX_ENTRIES: usize = 100_000;
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -69,6 +80,7 @@ impl Limit {
 enum Key {
     User(String),
     Ip(IpAddr),
+    SignUp(IpAddr),
 }
 
 impl Key {
@@ -76,6 +88,7 @@ impl Key {
         match self {
             Key::User(_) => &USER_LIMIT,
             Key::Ip(_) => &IP_LIMIT,
+            Key::SignUp(_) => &SIGNUP_LIMIT,
         }
     }
 }
@@ -197,6 +210,16 @@ impl LoginLimiter {
             .into_iter()
             .chain(ip.map(Key::Ip))
             .collect();
+        self.charge(keys, now)
+    }
+
+    /// Charges a sign-up from `ip`; settle it with [`Outcome::Failed`] when an account was
+    /// created (it counts against [`SIGNUP_LIMIT`]) and [`Outcome::NotCounted`] otherwise.
+    pub fn begin_signup(&self, ip: Option<IpAddr>, now: Instant) -> Result<Charge, LockedOut> {
+        self.charge(ip.map(Key::SignUp).into_iter().collect(), now)
+    }
+
+    fn charge(&self, keys: Vec<Key>, now: Instant) -> Result<Charge, LockedOut> {
         let mut table = self.state.lock().expect("login limiter poisoned");
         if now.duration_since(table.last_prune) >= PRUNE_INTERVAL {
             table.prune(now);
@@ -355,6 +378,30 @@ pub(crate) async fn guard<E>(
     result
 }
 
+/// [`guard`] for `native` sign-ups: refuses an address that created [`SIGNUP_LIMIT`] accounts
+/// within the window; an attempt counts when `attempt` answers 200 (the account was created).
+pub(crate) async fn guard_signup<E>(
+    headers: &HeaderMap,
+    attempt: impl Future<Output = Result<Response, E>>,
+    locked_out: impl FnOnce(LockedOut) -> Response,
+) -> Result<Response, E> {
+    let ip = client_ip(headers);
+    let charge = match LIMITER.begin_signup(ip, Instant::now()) {
+        Ok(charge) => charge,
+        Err(locked) => {
+            tracing::warn!(ip = ?ip, retry_after = locked.retry_after_seconds, "sign-up refused: too many accounts from one address");
+            return Ok(locked_out(locked));
+        }
+    };
+    let result = attempt.await;
+    let outcome = match &result {
+        Ok(response) if response.status() == StatusCode::OK => Outcome::Failed,
+        _ => Outcome::NotCounted,
+    };
+    LIMITER.finish(charge, outcome, Instant::now());
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,5 +539,30 @@ mod tests {
         let mut spoof = HeaderMap::new();
         spoof.append("x-forwarded-for", "not-an-ip".parse().unwrap());
         assert_eq!(client_ip(&spoof), None);
+    }
+
+    #[test]
+    fn sign_ups_are_limited_per_address_and_refused_ones_do_not_count() {
+        let t0 = Instant::now();
+        let limiter = LoginLimiter::new(t0);
+        // Refused sign-ups (taken names, weak passwords) are refunded.
+        for _ in 0..2 * SIGNUP_LIMIT.failures {
+            let charge = limiter.begin_signup(ip("10.0.0.1"), t0).unwrap();
+            limiter.finish(charge, Outcome::NotCounted, t0);
+        }
+        for n in 0..SIGNUP_LIMIT.failures {
+            let charge = limiter
+                .begin_signup(ip("10.0.0.1"), t0)
+                .unwrap_or_else(|_| panic!("sign-up {n} refused"));
+            limiter.finish(charge, Outcome::Failed, t0);
+        }
+        let locked = limiter.begin_signup(ip("10.0.0.1"), t0).unwrap_err();
+        assert_eq!(locked.retry_after_seconds, SIGNUP_LIMIT.lockout.as_secs());
+        // Other addresses, and logins from the same address, are unaffected.
+        assert!(limiter.begin_signup(ip("10.0.0.2"), t0).is_ok());
+        assert!(limiter.begin(Some("alice"), ip("10.0.0.1"), t0).is_ok());
+        // The window passes.
+        let later = t0 + SIGNUP_LIMIT.lockout + Duration::from_secs(1);
+        assert!(limiter.begin_signup(ip("10.0.0.1"), later).is_ok());
     }
 }

@@ -386,27 +386,44 @@ async fn signup_form(State(state): State<AppStateRef>, headers: HeaderMap) -> Pa
     Ok(with_cookies(page, cookie))
 }
 
-/// `POST /hub/signup`: `username`, `password`; creates an account awaiting approval.
+/// `POST /hub/signup`: `username`, `password`; creates an account awaiting approval. One client
+/// address may create only so many accounts at a time ([`crate::login_limit::SIGNUP_LIMIT`]).
 async fn signup_submit(
     State(state): State<AppStateRef>,
     headers: HeaderMap,
     Form(form): Form<Params>,
 ) -> PageResult {
+    crate::login_limit::guard_signup(&headers, sign_up(&state, &headers, &form), |locked| {
+        let message = format!(
+            "Too many accounts were created from your address; try again in {} s.",
+            locked.retry_after_seconds
+        );
+        let mut page = error_page(&state, StatusCode::TOO_MANY_REQUESTS, &message, None);
+        page.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(locked.retry_after_seconds),
+        );
+        page
+    })
+    .await
+}
+
+async fn sign_up(state: &AppStateRef, headers: &HeaderMap, form: &Params) -> PageResult {
     let Some(accounts) = state.authenticator.accounts() else {
         return Ok(error_page(
-            &state,
+            state,
             StatusCode::NOT_FOUND,
             "This hub has no sign-up.",
             None,
         ));
     };
-    check_xsrf(&headers, form.get("_xsrf").map(String::as_str)).page(&state, None)?;
+    check_xsrf(headers, form.get("_xsrf").map(String::as_str)).page(state, None)?;
     let typed = form.get("username").map(String::as_str).unwrap_or("");
     let password = form.get("password").map(String::as_str).unwrap_or("");
     let render = |status: StatusCode, message: &str, created: bool| {
-        let (xsrf, cookie) = xsrf_token(&state, &headers);
+        let (xsrf, cookie) = xsrf_token(state, headers);
         let page = html(
-            &state,
+            state,
             "signup.html",
             context! { xsrf, username => typed, message, created },
             status,
@@ -432,7 +449,7 @@ async fn signup_submit(
         Err(hubfleet_types::AuthError::Refused(message)) => {
             render(StatusCode::BAD_REQUEST, &message, false)
         }
-        Err(e) => Err(HubError::Internal(e.to_string())).page(&state, None),
+        Err(e) => Err(HubError::Internal(e.to_string())).page(state, None),
     }
 }
 

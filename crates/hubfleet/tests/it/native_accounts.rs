@@ -109,3 +109,51 @@ async fn signed_up_accounts_log_in_once_an_admin_approves_them() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_can_create_only_so_many_accounts_at_a_time() {
+    let hub = TestHub::start_with_options(HubOptions {
+        auth_yaml: Some("auth:\n  kind: native\n"),
+        ..HubOptions::default()
+    })
+    .await;
+    // A refused sign-up (password too short) does not count.
+    let (status, _) = sign_up(&hub, "itnatshort", "short").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The whole limit from this address (through the proxy, as every browser comes)…
+    let limit = 100;
+    for n in 0..limit {
+        let (status, page) = sign_up(&hub, &format!("itnatclass{n}"), "a class password").await;
+        assert_eq!(status, StatusCode::OK, "sign-up {n}: {page}");
+    }
+    // …then the next one is refused, and said when to come back.
+    let browser = hub.browser();
+    let page = browser.get("/hub/signup").await.text().await.unwrap();
+    let xsrf = hidden_input_value(&page, "_xsrf").expect("an _xsrf field");
+    let refused = browser
+        .client()
+        .post(browser.url("/hub/signup"))
+        .form(&[
+            ("username", "itnatlate"),
+            ("password", "a class password"),
+            ("_xsrf", &xsrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=600).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("Too many accounts were created from your address"),
+        "{page}"
+    );
+}
