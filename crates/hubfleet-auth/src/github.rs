@@ -1,7 +1,7 @@
 //! GitHub logins: OAuth2 authorization code flow (no ID token). Who the person is comes from
 //! `GET /user`; organisations from `GET /user/orgs`; teams from `GET /user/teams`, named
 //! `org:team` (the `slug`), which is also the form of `allowed_organizations` entries and of the
-//! groups a user gets with `manage_groups`. Only the first 100 organisations and teams are read.
+//! groups a user gets with `manage_groups`. Lists are read page by page, up to 1000 entries each.
 
 use std::time::Duration;
 
@@ -165,32 +165,20 @@ impl RedirectLogin for GithubAuthenticator {
         let api = self.url(&self.settings.api_url)?;
         let user = get_json(&self.http, &format!("{api}/user"), Some(access)).await?;
         let name = rules::user_name(rules::claim_str(&user, "login"), "login")?;
-        let orgs: Vec<String> = get_json(
-            &self.http,
-            &format!("{api}/user/orgs?per_page=100"),
-            Some(access),
-        )
-        .await?
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o["login"].as_str().map(str::to_lowercase))
-        .collect();
-        let teams: Vec<String> = get_json(
-            &self.http,
-            &format!("{api}/user/teams?per_page=100"),
-            Some(access),
-        )
-        .await?
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| {
-            let org = t["organization"]["login"].as_str()?.to_lowercase();
-            let slug = t["slug"].as_str()?.to_lowercase();
-            Some(format!("{org}:{slug}"))
-        })
-        .collect();
+        let orgs: Vec<String> = get_all_pages(&self.http, &format!("{api}/user/orgs"), access)
+            .await?
+            .iter()
+            .filter_map(|o| o["login"].as_str().map(str::to_lowercase))
+            .collect();
+        let teams: Vec<String> = get_all_pages(&self.http, &format!("{api}/user/teams"), access)
+            .await?
+            .iter()
+            .filter_map(|t| {
+                let org = t["organization"]["login"].as_str()?.to_lowercase();
+                let slug = t["slug"].as_str()?.to_lowercase();
+                Some(format!("{org}:{slug}"))
+            })
+            .collect();
         let in_allowed_org = self.settings.allowed_organizations.iter().any(|entry| {
             if entry.contains(':') {
                 teams.contains(entry)
@@ -250,4 +238,36 @@ impl RedirectLogin for GithubAuthenticator {
             None => Err(AuthError::Backend("auth state is not enabled".into())),
         }
     }
+}
+
+/// Entries per page of GitHub's list endpoints (its maximum).
+const GITHUB_PAGE_SIZE: usize = 100;
+/// Pages read at most per list: 1000 organisations or teams, to bound a login's work.
+const GITHUB_MAX_PAGES: usize = 10;
+
+/// Every entry of a GitHub list endpoint, page by page until a short page (GitHub's `page` and
+/// `per_page` parameters), at most [`GITHUB_MAX_PAGES`] pages.
+async fn get_all_pages(
+    client: &reqwest::Client,
+    url: &str,
+    access: &str,
+) -> Result<Vec<Value>, AuthError> {
+    let mut entries = Vec::new();
+    for page in 1..=GITHUB_MAX_PAGES {
+        let listed = get_json(
+            client,
+            &format!("{url}?per_page={GITHUB_PAGE_SIZE}&page={page}"),
+            Some(access),
+        )
+        .await?;
+        let Value::Array(listed) = listed else {
+            return Err(AuthError::Backend(format!("GET {url}: not a JSON list")));
+        };
+        let short = listed.len() < GITHUB_PAGE_SIZE;
+        entries.extend(listed);
+        if short {
+            break;
+        }
+    }
+    Ok(entries)
 }

@@ -343,6 +343,11 @@ async fn github_organizations_and_teams_decide_and_become_groups() {
         "ItGhAlice": { "orgs": ["Rocket-Lab"], "teams": [["Rocket-Lab", "instructors"], ["Rocket-Lab", "students"]] },
         "itghbob": { "orgs": ["physics-dept"], "teams": [] },
         "itghmallory": { "orgs": ["Rocket-Lab"], "teams": [["Rocket-Lab", "students"]] },
+        // The allowed organisation is on the third page of 100 (GitHub lists page by page).
+        "itghcarol": {
+            "orgs": (0..250).map(|n| format!("club-{n}")).chain(["physics-dept".to_string()]).collect::<Vec<_>>(),
+            "teams": [],
+        },
     }))
     .await;
     let auth = format!(
@@ -385,6 +390,11 @@ async fn github_organizations_and_teams_decide_and_become_groups() {
     assert_eq!(login.response.status(), StatusCode::FOUND);
     assert!(sorted_groups(&user_model(&hub, "itghbob").await).is_empty());
 
+    // A member of many organisations: the allowed one is found past the first pages.
+    github.next_login("itghcarol");
+    let login = provider_login(&hub.browser(), "itghcarol", false).await;
+    assert_eq!(login.response.status(), StatusCode::FOUND);
+
     // In the right organisation but not the allowed team: refused.
     github.next_login("itghmallory");
     let login = provider_login(&hub.browser(), "itghmallory", false).await;
@@ -402,7 +412,7 @@ async fn github_organizations_and_teams_decide_and_become_groups() {
         StatusCode::NOT_FOUND
     );
     // Every code was redeemed once, with a PKCE verifier.
-    assert_eq!(github.redeemed(), 3);
+    assert_eq!(github.redeemed(), 4);
 }
 
 /// FAKE GitHub: an in-test hyper server imitating GitHub's OAuth endpoints
@@ -549,11 +559,25 @@ async fn fake_github(
                 return respond(401, json!({"message": "Bad credentials"}));
             };
             let account = &state.accounts[&login];
+            // GitHub's list paging: `per_page` (default 30, at most 100) entries of `page`.
+            let number =
+                |key: &str, default: usize| query.get(key).map_or(default, |v| v.parse().unwrap());
+            let per_page = number("per_page", 30).min(100);
+            let page = number("page", 1);
+            let paged = |entries: Vec<Value>| {
+                Value::Array(
+                    entries
+                        .into_iter()
+                        .skip((page - 1) * per_page)
+                        .take(per_page)
+                        .collect(),
+                )
+            };
             match api {
                 "/user" => respond(200, json!({"login": login, "id": 1})),
                 "/user/orgs" => respond(
                     200,
-                    Value::Array(
+                    paged(
                         account["orgs"]
                             .as_array()
                             .unwrap()
@@ -564,7 +588,7 @@ async fn fake_github(
                 ),
                 "/user/teams" => respond(
                     200,
-                    Value::Array(
+                    paged(
                         account["teams"]
                             .as_array()
                             .unwrap()
