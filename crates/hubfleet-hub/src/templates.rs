@@ -23,6 +23,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "accept_share.html",
         include_str!("../templates/accept_share.html"),
     ),
+    (
+        "oauth_confirm.html",
+        include_str!("../templates/oauth_confirm.html"),
+    ),
     ("admin.html", include_str!("../templates/admin.html")),
     (
         "admin_user.html",

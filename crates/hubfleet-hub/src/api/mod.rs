@@ -56,7 +56,7 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route(&format!("{hub}health"), axum::routing::get(hub::health))
         .route(
             &format!("{api}/oauth2/authorize"),
-            axum::routing::get(oauth::authorize),
+            axum::routing::get(oauth::authorize).post(oauth::authorize_confirmed),
         )
         .route(
             &format!("{api}/oauth2/token"),

@@ -45,30 +45,57 @@ fn page_error(state: &AppState, status: StatusCode, message: &str) -> Response {
     }
 }
 
-/// `GET /hub/api/oauth2/authorize`: a browser arrives here from a single-user server.
+/// `GET /hub/api/oauth2/authorize`: a browser arrives here from a single-user server or a
+/// service. A client that is not the person's own server first gets a confirmation page.
 pub(crate) async fn authorize(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<Params>,
 ) -> Response {
-    match authorize_inner(&state, &headers, &uri, &query).await {
+    authorize_answer(&state, &headers, &uri, &query, false).await
+}
+
+/// `POST /hub/api/oauth2/authorize`: the confirmation page's "Authorize" button (same query).
+pub(crate) async fn authorize_confirmed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    Query(query): Query<Params>,
+    Form(form): Form<Params>,
+) -> Response {
+    if let Err(error) = identity::check_xsrf(&headers, form.get("_xsrf").map(String::as_str)) {
+        let (status, message) = error.public();
+        return page_error(&state, status, &message);
+    }
+    authorize_answer(&state, &headers, &uri, &query, true).await
+}
+
+async fn authorize_answer(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    query: &Params,
+    confirmed: bool,
+) -> Response {
+    match authorize_inner(state, headers, uri, query, confirmed).await {
         Ok(response) => response,
         Err(error) => {
             let (status, message) = error.public();
             if status.is_server_error() {
                 tracing::error!(%error, "oauth authorize failed");
             }
-            page_error(&state, status, &message)
+            page_error(state, status, &message)
         }
     }
 }
 
 async fn authorize_inner(
-    state: &AppState,
+    state: &Arc<AppState>,
     headers: &HeaderMap,
     uri: &http::Uri,
     query: &Params,
+    confirmed: bool,
 ) -> Result<Response, HubError> {
     let Some(me) = identity::from_cookie(state, headers).await? else {
         let next = utf8_percent_encode(&uri.to_string(), NON_ALPHANUMERIC).to_string();
@@ -128,6 +155,20 @@ async fn authorize_inner(
     let mut scopes = client_scopes.to_strings();
     scopes.push(format!("read:users:name!user={}", user.name));
     scopes.push(format!("read:users:groups!user={}", user.name));
+    if !confirmed && needs_confirmation(state, &user, &client.identifier, &scopes).await? {
+        let (xsrf, cookie) = crate::pages::xsrf_token(state, headers);
+        let body = state.templates.render(
+            "oauth_confirm.html",
+            minijinja::context! {
+                client => client.description,
+                scopes => scopes,
+                action => uri.to_string(),
+                xsrf => xsrf,
+            },
+        )?;
+        let page = (StatusCode::OK, axum::response::Html(body)).into_response();
+        return Ok(crate::pages::with_cookies(page, cookie));
+    }
     let code = generate_token();
     state
         .store
@@ -151,6 +192,43 @@ async fn authorize_inner(
     let separator = if redirect_uri.contains('?') { '&' } else { '?' };
     let location = format!("{redirect_uri}{separator}{}", location.finish());
     Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
+}
+
+/// JupyterHub's `_needs_oauth_confirm`: a person confirms before a client gets a token for them,
+/// unless the client is one of their own servers, a service with `oauth_no_confirm`, or one
+/// they already granted at least these scopes.
+async fn needs_confirmation(
+    state: &AppState,
+    user: &hubfleet_store::User,
+    client_id: &str,
+    scopes: &[String],
+) -> Result<bool, HubError> {
+    let own_server = state
+        .store
+        .list_user_servers(user.id)
+        .await?
+        .iter()
+        .any(|server| {
+            crate::lifecycle::client_id(user.name.as_str(), server.name.as_str()) == client_id
+        });
+    if own_server {
+        return Ok(false);
+    }
+    let trusted_service = state.store.list_services().await?.iter().any(|service| {
+        service.oauth_no_confirm && service.oauth_client_id.as_deref() == Some(client_id)
+    });
+    if trusted_service {
+        return Ok(false);
+    }
+    let granted: std::collections::HashSet<String> = state
+        .store
+        .list_user_tokens(user.id)
+        .await?
+        .into_iter()
+        .filter(|token| token.oauth_client_id.as_deref() == Some(client_id))
+        .flat_map(|token| token.scopes)
+        .collect();
+    Ok(granted.is_empty() || !scopes.iter().all(|scope| granted.contains(scope)))
 }
 
 /// `POST /hub/api/oauth2/token`: a single-user server exchanges a code for a token.

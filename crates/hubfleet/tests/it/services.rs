@@ -176,13 +176,15 @@ async fn a_stock_oauth_service_admits_users_with_access_and_refuses_others() {
     let (url, _) = anonymous.get_following("/services/announcement/").await;
     assert_eq!(url.path(), "/hub/login", "{url}");
 
-    // A logged-in user with access:services gets in without logging in again.
+    // A logged-in user with access:services gets in without logging in again, once they have
+    // confirmed what the service may do for them (JupyterHub's OAuth confirmation page).
     let reader = hub.browser();
     assert_eq!(
         reader.login("itsvcreader", PASSWORD).await.status(),
         StatusCode::FOUND
     );
     let (url, response) = reader.get_following("/services/announcement/").await;
+    let (url, response) = reader.authorize_oauth(url, response).await;
     assert_eq!(response.status(), StatusCode::OK, "{url}");
     assert_eq!(url.path(), "/services/announcement/");
     let page = response.text().await.unwrap();
@@ -243,14 +245,25 @@ async fn through_proxy(hub: &TestHub, path: &str) -> (StatusCode, String) {
     (status, response.text().await.unwrap_or_default())
 }
 
-/// Starts the OAuth code flow for `client_id` as a logged-in browser: the redirect's URL, or the
-/// refusal's status.
+/// Starts the OAuth code flow for `client_id` as a logged-in browser, confirming the hub's
+/// authorization page if it shows one: the redirect's URL, or the refusal's status.
 async fn authorize(browser: &Browser, client_id: &str, redirect_uri: &str) -> Result<String, u16> {
-    let response = browser
-        .get(&format!(
-            "/hub/api/oauth2/authorize?client_id={client_id}&redirect_uri={redirect_uri}&response_type=code&state=s1"
-        ))
-        .await;
+    let path = format!(
+        "/hub/api/oauth2/authorize?client_id={client_id}&redirect_uri={redirect_uri}&response_type=code&state=s1"
+    );
+    let mut response = browser.get(&path).await;
+    if response.status() == StatusCode::OK {
+        let page = response.text().await.unwrap();
+        assert!(page.contains("Authorize access"), "{page}");
+        let xsrf = crate::support::hidden_input_value(&page, "_xsrf").expect("an _xsrf field");
+        response = browser
+            .client()
+            .post(browser.url(&path))
+            .form(&[("_xsrf", xsrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+    }
     match response.headers().get("location") {
         Some(location) if response.status() == StatusCode::FOUND => {
             Ok(location.to_str().unwrap().to_string())
@@ -512,4 +525,112 @@ async fn runtime_services_are_created_routed_kept_across_restarts_and_deleted() 
     assert_eq!(status, StatusCode::CREATED, "{model}");
     assert_eq!(model["url"], "", "a service without a URL has no route");
     assert_eq!(model["prefix"], "");
+}
+
+/// JupyterHub's OAuth confirmation: a client other than the person's own server (here a service)
+/// gets a code only after they confirm on the hub's page (XSRF-checked), once for the same scopes;
+/// a service with `oauth_no_confirm` skips the page.
+#[tokio::test(flavor = "multi_thread")]
+async fn oauth_clients_other_than_own_servers_need_confirmation_once() {
+    const ASKING: &str = "a5k1a5k1a5k1a5k1a5k1a5k1a5k1a5k1a5k1a5k1";
+    const TRUSTED: &str = "7ru57ed07ru57ed07ru57ed07ru57ed07ru57ed0";
+    let services = format!(
+        r#"  - name: asking
+    url: http://127.0.0.1:9
+    api_token: "{ASKING}"
+  - name: trusted
+    url: http://127.0.0.1:9
+    api_token: "{TRUSTED}"
+    oauth_no_confirm: true
+"#
+    );
+    let roles = r#"roles:
+  - name: service-users
+    scopes: ["access:services"]
+    users: [itconfirm]
+"#;
+    let hub = TestHub::start_with_options(HubOptions {
+        services_yaml: &services,
+        extra_yaml: roles,
+        ..HubOptions::default()
+    })
+    .await;
+    let browser = hub.browser();
+    assert_eq!(
+        browser.login("itconfirm", PASSWORD).await.status(),
+        StatusCode::FOUND
+    );
+    let authorize_path = |service: &str| {
+        format!(
+            "/hub/api/oauth2/authorize?client_id=service-{service}&redirect_uri=/services/{service}/oauth_callback&response_type=code&state=s1"
+        )
+    };
+    let code_location = |response: &reqwest::Response, service: &str| {
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (response.status() == StatusCode::FOUND
+            && location.starts_with(&format!("/services/{service}/oauth_callback?code=")))
+        .then_some(location)
+    };
+
+    // oauth_no_confirm: straight to the service with a code.
+    let response = browser.get(&authorize_path("trusted")).await;
+    assert!(
+        code_location(&response, "trusted").is_some(),
+        "{response:?}"
+    );
+
+    // Otherwise a page saying what the service asks for, and no code yet.
+    let response = browser.get(&authorize_path("asking")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Authorize access"), "{page}");
+    assert!(page.contains("access:services!service=asking"), "{page}");
+    // A forged confirmation (no matching XSRF token) gets nothing.
+    let forged = browser
+        .client()
+        .post(browser.url(&authorize_path("asking")))
+        .form(&[("_xsrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.headers().get("location").is_none());
+    // The person's confirmation gets the service its code, and the code a token.
+    let xsrf = crate::support::hidden_input_value(&page, "_xsrf").expect("an _xsrf field");
+    let confirmed = browser
+        .client()
+        .post(browser.url(&authorize_path("asking")))
+        .form(&[("_xsrf", xsrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let location = code_location(&confirmed, "asking").expect("a code after confirming");
+    let code = url::Url::parse(&format!("http://x{location}"))
+        .unwrap()
+        .query_pairs()
+        .find(|(key, _)| key == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let token = reqwest::Client::new()
+        .post(format!("{}/hub/api/oauth2/token", hub.public_url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "service-asking"),
+            ("client_secret", ASKING),
+            ("code", code.as_str()),
+            ("redirect_uri", "/services/asking/oauth_callback"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::OK);
+
+    // Granted once, the same request goes straight through.
+    let again = browser.get(&authorize_path("asking")).await;
+    assert!(code_location(&again, "asking").is_some(), "{again:?}");
 }

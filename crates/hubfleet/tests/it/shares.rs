@@ -73,7 +73,11 @@ async fn logged_in(hub: &TestHub, user: &str) -> Browser {
 /// Does `browser` get alice's JupyterLab page?
 async fn reaches_lab(browser: &Browser, owner: &str) -> bool {
     let lab = format!("/user/{owner}/lab");
-    let (url, response) = browser.get_following(&lab).await;
+    let (mut url, mut response) = browser.get_following(&lab).await;
+    if url.path() == "/hub/api/oauth2/authorize" && response.status() == StatusCode::OK {
+        // Someone else's server: the person first confirms the hub's OAuth page.
+        (url, response) = browser.authorize_oauth(url, response).await;
+    }
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     status == StatusCode::OK && url.path() == lab && body.contains("JupyterLab")

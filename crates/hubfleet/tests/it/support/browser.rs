@@ -104,6 +104,25 @@ impl Browser {
         (url, response)
     }
 
+    /// Answers the hub's OAuth confirmation page (`response`, which came from `url`): checks it is
+    /// one, posts its form with the page's `_xsrf` back to the same URL, then follows the
+    /// redirects.
+    pub async fn authorize_oauth(&self, url: Url, response: Response) -> (Url, Response) {
+        assert_eq!(url.path(), "/hub/api/oauth2/authorize", "{url}");
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("Authorize access"), "{page}");
+        let xsrf = super::hidden_input_value(&page, "_xsrf").expect("an _xsrf field");
+        let posted = self
+            .client()
+            .post(url.as_str())
+            .form(&[("_xsrf", xsrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        self.follow(url, posted).await
+    }
+
     /// Logs in through the form: GET `/hub/login`, then POST `username`, `password` and the
     /// hidden `_xsrf` field. Returns the POST's response without following its redirect.
     pub async fn login(&self, user: &str, password: &str) -> Response {
