@@ -477,7 +477,7 @@ pub(crate) struct ServiceSection {
     /// Extra environment variables for a managed service.
     #[serde(default, deserialize_with = "null_as_default")]
     pub environment: BTreeMap<String, String>,
-    /// Skip the OAuth confirmation page for this service (the hub never shows one today).
+    /// Skip the OAuth confirmation page people otherwise see before this service first gets a token for them (for services the hub operator trusts).
     #[serde(default)]
     pub oauth_no_confirm: bool,
 }
