@@ -748,7 +748,10 @@ async fn listed_tokens(hub: &TestHub, user: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_oauth_token_revokes_the_clients_tokens_and_an_api_token_only_itself() {
     use crate::support::test_hub::{HubOptions, PASSWORD};
-    let services = format!("  - name: itoauth\n    api_token: \"{OAUTH_SERVICE_TOKEN}\"\n");
+    // Trusted (no confirmation page): this test is about revocation, not consent.
+    let services = format!(
+        "  - name: itoauth\n    api_token: \"{OAUTH_SERVICE_TOKEN}\"\n    oauth_no_confirm: true\n"
+    );
     let hub = TestHub::start_with_options(HubOptions {
         services_yaml: &services,
         extra_yaml: "roles:\n  - name: itoauth-users\n    scopes: [\"access:services!service=itoauth\"]\n    users: [itoauthu]\n",
