@@ -413,21 +413,11 @@ fn single_user_env(
         // Public URLs only with `public_url` configured, as JupyterHub sets them.
         (
             "JUPYTERHUB_PUBLIC_URL",
-            state
-                .config
-                .public_origin
-                .as_ref()
-                .map(|origin| format!("{origin}{prefix}"))
-                .unwrap_or_default(),
+            state.public_url(prefix).unwrap_or_default(),
         ),
         (
             "JUPYTERHUB_PUBLIC_HUB_URL",
-            state
-                .config
-                .public_origin
-                .as_ref()
-                .map(|origin| format!("{origin}{}", state.hub_prefix))
-                .unwrap_or_default(),
+            state.public_url(&state.hub_prefix).unwrap_or_default(),
         ),
         (
             "JUPYTERHUB_DEFAULT_URL",

@@ -397,19 +397,15 @@ fn service_env(state: &AppState, service: &ServiceConfig) -> BTreeMap<String, St
         // Public URLs only with `public_url` configured, and the service's only with a route.
         (
             "JUPYTERHUB_PUBLIC_URL",
-            match (&state.config.public_origin, &service.url) {
-                (Some(origin), Some(_)) => format!("{origin}{prefix}"),
-                _ => String::new(),
-            },
+            service
+                .url
+                .as_ref()
+                .and_then(|_| state.public_url(&prefix))
+                .unwrap_or_default(),
         ),
         (
             "JUPYTERHUB_PUBLIC_HUB_URL",
-            state
-                .config
-                .public_origin
-                .as_ref()
-                .map(|origin| format!("{origin}{}", state.hub_prefix))
-                .unwrap_or_default(),
+            state.public_url(&state.hub_prefix).unwrap_or_default(),
         ),
     ] {
         env.insert(key.to_string(), value);

@@ -51,6 +51,13 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    /// `path` (which starts with `base_url`) made absolute on the configured `public_url`'s origin;
+    /// `None` without one (JupyterHub's `full_url` fields and `JUPYTERHUB_PUBLIC_*` variables).
+    pub(crate) fn public_url(&self, path: &str) -> Option<String> {
+        let origin = self.config.public_origin.as_ref()?;
+        Some(format!("{origin}{path}"))
+    }
+
     pub fn new(deps: HubDeps) -> Result<Arc<AppState>, HubError> {
         let config = deps.config;
         let single_user_cmd = match &config.spawner.cmd {

@@ -60,10 +60,7 @@ fn api_prefix(state: &AppState) -> String {
 /// `path` (which starts with `base_url`) made absolute with the configured public URL's origin,
 /// as JupyterHub fills `full_url` fields; null without a public URL.
 pub(crate) fn full_url(state: &AppState, path: &str) -> Value {
-    match &state.config.public_origin {
-        Some(origin) => Value::String(format!("{origin}{path}")),
-        None => Value::Null,
-    }
+    state.public_url(path).map_or(Value::Null, Value::String)
 }
 
 /// A user model in JupyterHub's shape (`apihandlers/base.py`), serialized straight from the

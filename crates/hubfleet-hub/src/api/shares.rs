@@ -248,6 +248,28 @@ pub(super) async fn list(
     Ok(pagination::respond(page, items, total, &headers, &uri))
 }
 
+/// What granting and revoking both start with: the caller may manage `{owner}`'s shares of
+/// `{server_name}`, and the body names one recipient (plus, optionally, scopes).
+async fn share_change(
+    state: &AppStateRef,
+    identity: &Identity,
+    params: &PathParams,
+    body: &[u8],
+) -> Result<(Target, Map<String, Value>, Recipient), ApiError> {
+    let owner = target_user(
+        state,
+        identity,
+        param(params, "owner"),
+        &["shares"],
+        Some(param(params, "server_name")),
+    )
+    .await?;
+    let body = json_object(body)?;
+    only_keys(&body, &["scopes", "user", "group"])?;
+    let recipient = recipient(&body)?;
+    Ok((owner, body, recipient))
+}
+
 /// `POST /shares/{owner}/{server_name}`: grant (or extend) a share with a user or group.
 pub(super) async fn grant(
     State(state): State<AppStateRef>,
@@ -256,17 +278,7 @@ pub(super) async fn grant(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let server = param(&params, "server_name");
-    let owner = target_user(
-        &state,
-        &identity,
-        param(&params, "owner"),
-        &["shares"],
-        Some(server),
-    )
-    .await?;
-    let body = json_object(&body)?;
-    only_keys(&body, &["scopes", "user", "group"])?;
-    let recipient = recipient(&body)?;
+    let (owner, body, recipient) = share_change(&state, &identity, &params, &body).await?;
     let scopes = grantable_scopes(&identity, &body, &owner, server)?;
     let record = owner_server(&state, &owner, server).await?;
     let with = match recipient {
@@ -327,17 +339,7 @@ pub(super) async fn revoke(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let server = param(&params, "server_name");
-    let owner = target_user(
-        &state,
-        &identity,
-        param(&params, "owner"),
-        &["shares"],
-        Some(server),
-    )
-    .await?;
-    let body = json_object(&body)?;
-    only_keys(&body, &["scopes", "user", "group"])?;
-    let recipient = recipient(&body)?;
+    let (owner, body, recipient) = share_change(&state, &identity, &params, &body).await?;
     let scopes = requested_scopes(&body, owner.user.name.as_str(), server)?;
     let record = owner_server(&state, &owner, server).await?;
     let with = match recipient {

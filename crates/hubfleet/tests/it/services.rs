@@ -254,15 +254,7 @@ async fn authorize(browser: &Browser, client_id: &str, redirect_uri: &str) -> Re
     let mut response = browser.get(&path).await;
     if response.status() == StatusCode::OK {
         let page = response.text().await.unwrap();
-        assert!(page.contains("Authorize access"), "{page}");
-        let xsrf = crate::support::hidden_input_value(&page, "_xsrf").expect("an _xsrf field");
-        response = browser
-            .client()
-            .post(browser.url(&path))
-            .form(&[("_xsrf", xsrf.as_str())])
-            .send()
-            .await
-            .unwrap();
+        response = browser.confirm_oauth(&browser.url(&path), &page).await;
     }
     match response.headers().get("location") {
         Some(location) if response.status() == StatusCode::FOUND => {
@@ -600,14 +592,9 @@ async fn oauth_clients_other_than_own_servers_need_confirmation_once() {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.headers().get("location").is_none());
     // The person's confirmation gets the service its code, and the code a token.
-    let xsrf = crate::support::hidden_input_value(&page, "_xsrf").expect("an _xsrf field");
     let confirmed = browser
-        .client()
-        .post(browser.url(&authorize_path("asking")))
-        .form(&[("_xsrf", xsrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .confirm_oauth(&browser.url(&authorize_path("asking")), &page)
+        .await;
     let location = code_location(&confirmed, "asking").expect("a code after confirming");
     let code = url::Url::parse(&format!("http://x{location}"))
         .unwrap()

@@ -111,16 +111,21 @@ impl Browser {
         assert_eq!(url.path(), "/hub/api/oauth2/authorize", "{url}");
         assert_eq!(response.status(), StatusCode::OK, "{url}");
         let page = response.text().await.unwrap();
+        let posted = self.confirm_oauth(&url, &page).await;
+        self.follow(url, posted).await
+    }
+
+    /// Presses "Authorize" on the hub's OAuth confirmation `page` (shown at `url`): posts the
+    /// page's `_xsrf` back to the same URL. Returns the answer without following it.
+    pub async fn confirm_oauth(&self, url: &Url, page: &str) -> Response {
         assert!(page.contains("Authorize access"), "{page}");
-        let xsrf = super::hidden_input_value(&page, "_xsrf").expect("an _xsrf field");
-        let posted = self
-            .client()
+        let xsrf = super::hidden_input_value(page, "_xsrf").expect("an _xsrf field");
+        self.client()
             .post(url.as_str())
             .form(&[("_xsrf", xsrf.as_str())])
             .send()
             .await
-            .unwrap();
-        self.follow(url, posted).await
+            .unwrap()
     }
 
     /// Logs in through the form: GET `/hub/login`, then POST `username`, `password` and the
