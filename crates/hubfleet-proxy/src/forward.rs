@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::{MeteredBody, ProxyBody};
 use crate::metrics::{GaugeGuard, ProxyMetrics, UpstreamErrorKind};
-use crate::routes::{ActivityClock, Route, RouteTable};
+use crate::routes::{ActivityClock, Route, RouteTable, Target};
 
 /// CHP's health check path, answered on the public port before routing.
 pub(crate) const HEALTH_PATH: &str = "/_chp_healthz";
@@ -86,6 +86,8 @@ pub(crate) struct ForwardState {
     pub(crate) routes: Arc<RouteTable>,
     pub(crate) metrics: Arc<ProxyMetrics>,
     pub(crate) client: UpstreamClient,
+    /// Idle upstream connections of the HTTP/1.1 relay.
+    pub(crate) relay_pool: crate::relay::UpstreamPool,
     pub(crate) options: ForwardOptions,
     /// Cancelled when the shutdown grace period ends: closes connections and WebSocket tunnels still open.
     pub(crate) force_close: CancellationToken,
@@ -276,11 +278,11 @@ async fn forward(
     Response::from_parts(parts, ProxyBody::Streamed(body))
 }
 
-fn bytes_in(metrics: &ProxyMetrics) -> &AtomicU64 {
+pub(crate) fn bytes_in(metrics: &ProxyMetrics) -> &AtomicU64 {
     &metrics.bytes_in
 }
 
-fn bytes_out(metrics: &ProxyMetrics) -> &AtomicU64 {
+pub(crate) fn bytes_out(metrics: &ProxyMetrics) -> &AtomicU64 {
     &metrics.bytes_out
 }
 
@@ -354,20 +356,51 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
 }
 
 fn find_route(routes: &RouteTable, req: &Request<Incoming>) -> Option<Arc<Route>> {
-    let path = percent_decode_str(req.uri().path()).decode_utf8_lossy();
+    route_for(routes, req.uri().path(), request_host(req))
+}
+
+/// The route for a raw (still percent-encoded) request path; with host routing, `host` (without its
+/// port) is the key's first segment.
+pub(crate) fn route_for(
+    routes: &RouteTable,
+    raw_path: &str,
+    host: Option<&str>,
+) -> Option<Arc<Route>> {
+    let path = percent_decode_str(raw_path).decode_utf8_lossy();
     if routes.host_routing() {
-        let host = request_host(req).unwrap_or_default();
-        return routes.lookup(&format!("/{host}{path}"));
+        return routes.lookup(&format!("/{}{path}", host.unwrap_or_default()));
     }
     routes.lookup(&path)
 }
 
-/// The URL to request upstream: the target's origin, its path prefix (`--no-prepend-path` drops it), and the
-/// original path and query (minus the route prefix with `--no-include-prefix`).
+/// The URL to request upstream: the target's origin and [`upstream_path_and_query`].
 fn upstream_uri(state: &ForwardState, route: &Route, original: &Uri) -> Option<Uri> {
     let target = route.target()?;
     let original_pq = original.path_and_query().map_or("/", PathAndQuery::as_str);
-    let forwarded_pq: Cow<'_, str> = if state.options.include_prefix {
+    let forwarded = upstream_path_and_query(state, route, target, original_pq);
+    let path_and_query: PathAndQuery = match (forwarded, original.path_and_query()) {
+        // The common case (origin-only target, full path forwarded) reuses the parsed original: no copy.
+        (Cow::Borrowed(_), Some(pq)) => pq.clone(),
+        (forwarded, _) => forwarded.parse().ok()?,
+    };
+    Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .ok()
+}
+
+/// The path and query to request upstream: the target's path prefix (`--no-prepend-path` drops it) and the
+/// original path and query (minus the route prefix with `--no-include-prefix`). Borrowed when it is the
+/// original unchanged.
+pub(crate) fn upstream_path_and_query<'a>(
+    state: &ForwardState,
+    route: &Route,
+    target: &Target,
+    original_pq: &'a str,
+) -> Cow<'a, str> {
+    let forwarded_pq: Cow<'a, str> = if state.options.include_prefix {
         Cow::Borrowed(original_pq)
     } else {
         let prefix = route_prefix_in_url(route.path(), state.routes.host_routing());
@@ -382,17 +415,12 @@ fn upstream_uri(state: &ForwardState, route: &Route, original: &Uri) -> Option<U
     } else {
         ""
     };
-    let path_and_query: PathAndQuery = match original.path_and_query() {
-        // The common case (origin-only target, full path forwarded) reuses the parsed original: no copy.
-        Some(pq) if prefix.is_empty() && forwarded_pq == pq.as_str() => pq.clone(),
-        _ => format!("{prefix}{forwarded_pq}").parse().ok()?,
-    };
-    Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .ok()
+    match forwarded_pq {
+        Cow::Borrowed(pq) if prefix.is_empty() && pq.len() == original_pq.len() => {
+            Cow::Borrowed(pq)
+        }
+        forwarded_pq => Cow::Owned(format!("{prefix}{forwarded_pq}")),
+    }
 }
 
 /// The URL path part of a route key: with host routing the first segment is the host, not a path segment.
@@ -525,7 +553,7 @@ fn plain_status(status: StatusCode) -> Response<ProxyBody> {
 
 /// Answers a failed request: a bare status for upgrade requests; otherwise the `--error-target` page for the
 /// status (with our status code), falling back to plain text.
-async fn error_response(
+pub(crate) async fn error_response(
     state: &ForwardState,
     status: StatusCode,
     original: &Uri,

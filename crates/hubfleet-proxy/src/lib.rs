@@ -12,6 +12,7 @@ pub mod client;
 mod error;
 mod forward;
 pub mod metrics;
+mod relay;
 pub mod routes;
 mod server;
 mod tls;

@@ -30,6 +30,7 @@ use crate::forward::{
     self, ConnInfo, ErrorChain, ForwardOptions, ForwardState, UpstreamClient, fixed_response,
 };
 use crate::metrics::{GaugeGuard, ProxyMetrics};
+use crate::relay::{self, RelayContext, Relayed, UpstreamPool};
 use crate::routes::RouteTable;
 use crate::tls::{ReloadableCert, TlsPaths, UpstreamTls, upstream_client_config};
 
@@ -227,6 +228,8 @@ pub struct ProxyServer {
     api_state: Arc<ApiState>,
     handle: ProxyHandle,
     http: Arc<auto::Builder<TokioExecutor>>,
+    /// How long a client may take to send a request head, including keep-alive idle time.
+    head_timeout: Duration,
     shutdown_grace: Duration,
 }
 
@@ -319,6 +322,7 @@ impl ProxyServer {
             routes: routes.clone(),
             metrics: metrics.clone(),
             client,
+            relay_pool: UpstreamPool::default(),
             options: ForwardOptions {
                 x_forward: config.x_forward,
                 include_prefix: config.include_prefix,
@@ -372,6 +376,7 @@ impl ProxyServer {
                 certs,
             },
             http: Arc::new(http),
+            head_timeout: header_timeout,
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -417,16 +422,38 @@ impl ProxyServer {
 
         let forward_state = self.forward_state.clone();
         let tls = self.tls.clone();
+        let head_timeout = self.head_timeout;
+        let public_stop = stop_accepting.clone();
         let public = accept_loop(self.public, ctx, move |stream, peer, watcher, http| {
             let state = forward_state.clone();
             let tls = tls.clone();
+            let stop = public_stop.child_token();
             async move {
                 let _open =
                     GaugeGuard::enter(state.metrics.clone(), |metrics| &metrics.connections_active);
                 let conn = ConnInfo::new(peer, tls.is_some());
+                let public = PublicConnection {
+                    state: state.clone(),
+                    conn: conn.clone(),
+                    head_timeout,
+                    stop,
+                };
                 let service =
                     service_fn(move |req| forward::handle(state.clone(), conn.clone(), req));
-                serve_plain_or_tls(stream, peer, tls, service, &http, watcher).await;
+                let Some(acceptor) = tls else {
+                    public.serve(stream, service, &http, watcher).await;
+                    return;
+                };
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                        serve_io(stream, service, &http, watcher).await;
+                    }
+                    Ok(Ok(stream)) => public.serve(stream, service, &http, watcher).await,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, error = %ErrorChain(&error), "TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
             }
         });
         let api_state = self.api_state.clone();
@@ -623,6 +650,48 @@ async fn serve_plain_or_tls<S>(
             tracing::debug!(%peer, error = %ErrorChain(&error), "TLS handshake failed")
         }
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// A public connection: relayed while its requests are ordinary HTTP/1.1, then served by hyper.
+struct PublicConnection {
+    state: Arc<ForwardState>,
+    conn: ConnInfo,
+    head_timeout: Duration,
+    stop: CancellationToken,
+}
+
+impl PublicConnection {
+    async fn serve<I, S>(
+        self,
+        io: I,
+        service: S,
+        http: &auto::Builder<TokioExecutor>,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::Service<
+                Request<Incoming>,
+                Response = Response<ProxyBody>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let relayed = relay::relay(
+            io,
+            RelayContext {
+                state: &self.state,
+                conn: &self.conn,
+                head_timeout: self.head_timeout,
+                stop: &self.stop,
+            },
+        )
+        .await;
+        if let Relayed::HandOff(io) = relayed {
+            serve_io(io, service, http, watcher).await;
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod client;
 mod forwarding;
 mod internal_ssl;
 mod malformed;
+mod relay;
 mod streaming;
 mod support;
 mod tls;
