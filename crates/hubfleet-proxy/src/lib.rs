@@ -15,6 +15,8 @@ pub mod metrics;
 mod relay;
 pub mod routes;
 mod server;
+#[cfg(target_os = "linux")]
+mod splice;
 mod tls;
 
 pub use error::{ClientError, ProxyError, RouteError, TlsError};

@@ -669,7 +669,7 @@ impl PublicConnection {
         http: &auto::Builder<TokioExecutor>,
         watcher: hyper_util::server::graceful::Watcher,
     ) where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        I: relay::ClientIo + Send + 'static,
         S: hyper::service::Service<
                 Request<Incoming>,
                 Response = Response<ProxyBody>,

@@ -409,3 +409,34 @@ async fn an_invalid_response_from_the_target_is_a_503() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn large_bodies_arrive_intact_and_a_client_leaving_midway_harms_nothing() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    // A pattern that does not repeat on any power-of-two boundary, so reordered or lost pieces show.
+    let expected: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let body = bytes::Bytes::from(expected.clone());
+    let target = upstream(move |_req: Request<Incoming>| {
+        let body = body.clone();
+        async move { Response::new(full(body)) }
+    })
+    .await;
+    let proxy = TestProxy::start(ProxyConfig::default()).await;
+    proxy.route("/", &format!("http://{target}"));
+
+    let mut leaver = RawClient::connect(proxy.public).await;
+    leaver.send(&get("/big")).await;
+    assert!(leaver.fill().await);
+    drop(leaver);
+
+    let mut client = RawClient::connect(proxy.public).await;
+    for round in 0..2 {
+        client.send(&get("/big")).await;
+        let response = client.response().await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("content-length"), Some("8388608"));
+        assert!(response.body == expected, "round {round}: body differs");
+    }
+    assert!(proxy.handle.metrics().bytes_out() >= 2 * SIZE as u64);
+    proxy.stop().await;
+}
