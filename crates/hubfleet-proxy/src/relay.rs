@@ -43,6 +43,8 @@ const BODY_LIMIT: usize = 16 * 1024;
 /// First read of a response; bodies that do not fit are streamed through a [`STREAM_BUFFER`].
 const RESPONSE_BUFFER: usize = 16 * 1024;
 const STREAM_BUFFER: usize = 64 * 1024;
+/// Longest response head accepted, as on the hyper path (its client's buffer limit).
+const RESPONSE_HEAD_LIMIT: usize = 64 * 1024;
 /// Bodies with at least this much left after the first read move socket to socket through a pipe
 /// (`splice`), never entering user space: at 1 MiB most of a proxy's time is copying.
 #[cfg(target_os = "linux")]
@@ -552,7 +554,8 @@ async fn exchange<I: ClientIo>(
     if !framing.is_done() {
         let mut buffer = response.into_stream_buffer();
         loop {
-            let read = match upstream.stream.read(&mut buffer).await {
+            buffer.clear();
+            let read = match upstream.stream.read_buf(&mut buffer).await {
                 Ok(0) | Err(_) if framing.is_close_delimited() => break,
                 Ok(0) | Err(_) => {
                     // Cut short: the client must not wait for the rest.
@@ -736,8 +739,8 @@ impl HeadError {
 
 /// An upstream response: its head, then whatever body bytes arrived with it.
 struct ResponseBuffer {
+    /// Read into spare capacity, so nothing is zeroed per request.
     bytes: Vec<u8>,
-    filled: usize,
     /// Length of interim (1xx) responses at the front, which are skipped.
     skipped: usize,
 }
@@ -756,8 +759,7 @@ struct ClientHead {
 impl ResponseBuffer {
     fn new() -> Self {
         Self {
-            bytes: vec![0; RESPONSE_BUFFER],
-            filled: 0,
+            bytes: Vec::with_capacity(RESPONSE_BUFFER),
             skipped: 0,
         }
     }
@@ -765,7 +767,7 @@ impl ResponseBuffer {
     /// Reads until a complete final (non-1xx) response head is buffered.
     async fn read_head(&mut self, upstream: &mut TcpStream) -> Result<(), HeadError> {
         loop {
-            if self.filled > self.skipped {
+            if self.bytes.len() > self.skipped {
                 match self.parse_status()? {
                     Some(None) => return Ok(()),
                     Some(Some(interim_len)) => {
@@ -775,13 +777,16 @@ impl ResponseBuffer {
                     None => {}
                 }
             }
-            if self.filled == self.bytes.len() {
-                return Err(HeadError::TooLong);
+            if self.bytes.len() == self.bytes.capacity() {
+                if self.bytes.len() >= RESPONSE_HEAD_LIMIT {
+                    return Err(HeadError::TooLong);
+                }
+                self.bytes.reserve(self.bytes.len());
             }
-            match upstream.read(&mut self.bytes[self.filled..]).await {
-                Ok(0) | Err(_) if self.filled == 0 => return Err(HeadError::ClosedEarly),
+            match upstream.read_buf(&mut self.bytes).await {
+                Ok(0) | Err(_) if self.bytes.is_empty() => return Err(HeadError::ClosedEarly),
                 Ok(0) | Err(_) => return Err(HeadError::Broken),
-                Ok(read) => self.filled += read,
+                Ok(_) => {}
             }
         }
     }
@@ -791,7 +796,7 @@ impl ResponseBuffer {
     fn parse_status(&self) -> Result<Option<Option<usize>>, HeadError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&self.bytes[self.skipped..self.filled]) {
+        match response.parse(&self.bytes[self.skipped..]) {
             Ok(httparse::Status::Complete(len)) => match response.code {
                 Some(101) => Err(HeadError::Invalid),
                 Some(100..=199) => Ok(Some(Some(len))),
@@ -811,7 +816,7 @@ impl ResponseBuffer {
     ) -> Result<ClientHead, &'static str> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
-        let len = match response.parse(&self.bytes[self.skipped..self.filled]) {
+        let len = match response.parse(&self.bytes[self.skipped..]) {
             Ok(httparse::Status::Complete(len)) => len,
             _ => return Err("unparsable head"),
         };
@@ -887,12 +892,13 @@ impl ResponseBuffer {
     }
 
     fn body_bytes(&self, head_len: usize) -> &[u8] {
-        &self.bytes[head_len..self.filled]
+        &self.bytes[head_len..]
     }
 
     /// The buffer to stream the rest of the body through.
     fn into_stream_buffer(mut self) -> Vec<u8> {
-        self.bytes.resize(STREAM_BUFFER, 0);
+        self.bytes.clear();
+        self.bytes.reserve(STREAM_BUFFER);
         self.bytes
     }
 }

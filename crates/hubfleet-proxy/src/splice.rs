@@ -9,7 +9,8 @@ use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Requested pipe capacity; the kernel may grant less (`/proc/sys/fs/pipe-max-size`).
+/// Requested pipe capacity; the kernel may grant less (`/proc/sys/fs/pipe-max-size`). 64 KiB and 1 MiB
+/// measured no better at 1 MiB bodies, and a larger pipe pins more memory per transfer.
 const PIPE_SIZE: i32 = 256 * 1024;
 /// What every Linux pipe holds by default.
 const DEFAULT_PIPE_SIZE: usize = 64 * 1024;

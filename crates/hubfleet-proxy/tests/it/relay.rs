@@ -440,3 +440,24 @@ async fn large_bodies_arrive_intact_and_a_client_leaving_midway_harms_nothing() 
     assert!(proxy.handle.metrics().bytes_out() >= 2 * SIZE as u64);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_response_head_longer_than_the_first_read_is_relayed_whole() {
+    // A 40 KiB header (large cookies and policies happen) takes more than one read of the response.
+    let target = raw_upstream(|_head| {
+        let mut response = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Large: ".to_vec();
+        response.extend(std::iter::repeat_n(b'v', 40 * 1024));
+        response.extend_from_slice(b"\r\n\r\nbody");
+        (response, false)
+    })
+    .await;
+    let proxy = TestProxy::start(ProxyConfig::default()).await;
+    proxy.route("/", &format!("http://{}", target.addr));
+    let mut client = RawClient::connect(proxy.public).await;
+    client.send(&get("/large-head")).await;
+    let response = client.response().await;
+    assert_eq!(response.status, 200, "{}", &response.head[..80]);
+    assert_eq!(response.header("x-large").map(str::len), Some(40 * 1024));
+    assert_eq!(response.body, b"body");
+    proxy.stop().await;
+}
