@@ -40,6 +40,8 @@ const CLIENT_BUFFER: usize = 4 * 1024;
 const HEAD_LIMIT: usize = 16 * 1024;
 /// Larger request bodies go to the hyper path, which streams them; the relay sends a body with its head.
 const BODY_LIMIT: usize = 16 * 1024;
+/// How long the rest of such a body may take once its head has arrived.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// First read of a response; bodies that do not fit are streamed through a [`STREAM_BUFFER`].
 const RESPONSE_BUFFER: usize = 16 * 1024;
 const STREAM_BUFFER: usize = 64 * 1024;
@@ -112,16 +114,23 @@ pub(crate) async fn relay<I: ClientIo>(mut client: I, cx: RelayContext<'_>) -> R
     let mut inbuf = ReadBuffer::new(CLIENT_BUFFER);
     let mut held: Option<Upstream> = None;
     let outcome = loop {
-        let deadline = tokio::time::Instant::now() + cx.head_timeout;
+        let mut deadline = tokio::time::Instant::now() + cx.head_timeout;
+        let mut waiting_for_body = false;
         let plan = loop {
             if !inbuf.is_empty() {
                 match prepare(&cx, inbuf.data()) {
-                    Prepared::Forward(plan) => break Some(plan),
-                    Prepared::HandOff => break None,
-                    Prepared::NeedMore => {}
+                    Prepared::Forward(plan) => break Ok(plan),
+                    Prepared::HandOff => break Err(true),
+                    Prepared::NeedBody if !waiting_for_body => {
+                        // A slow link may take a while for even a small body; the head was on time.
+                        waiting_for_body = true;
+                        deadline = tokio::time::Instant::now() + cx.head_timeout.max(BODY_TIMEOUT);
+                    }
+                    Prepared::NeedHead | Prepared::NeedBody => {}
                 }
                 if inbuf.len() >= HEAD_LIMIT + BODY_LIMIT {
-                    break None;
+                    // Cannot happen within the limits `prepare` checks; never read into a full buffer.
+                    break Err(true);
                 }
             }
             let read = if inbuf.is_empty() {
@@ -134,15 +143,17 @@ pub(crate) async fn relay<I: ClientIo>(mut client: I, cx: RelayContext<'_>) -> R
                 tokio::time::timeout_at(deadline, inbuf.read_from(&mut client)).await
             };
             match read {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break None,
-                Ok(Ok(_)) => {}
+                Ok(Ok(read)) if read > 0 => {}
+                // Closed, failed or timed out (also partway through a request): nothing to answer.
+                _ => break Err(false),
             }
         };
-        let Some(plan) = plan else {
-            if inbuf.is_empty() {
-                break Relayed::Closed;
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(true) => {
+                break Relayed::HandOff(Rewound::new(Bytes::copy_from_slice(inbuf.data()), client));
             }
-            break Relayed::HandOff(Rewound::new(Bytes::copy_from_slice(inbuf.data()), client));
+            Err(false) => break Relayed::Closed,
         };
         match exchange(&mut client, &cx, &plan, &mut held).await {
             Exchanged::KeepAlive => inbuf.consume(plan.request_len),
@@ -179,7 +190,10 @@ pub(crate) struct Plan {
 
 pub(crate) enum Prepared {
     Forward(Plan),
-    NeedMore,
+    /// The head is incomplete.
+    NeedHead,
+    /// The head is complete; part of its (small) body is still to come.
+    NeedBody,
     HandOff,
 }
 
@@ -189,7 +203,7 @@ pub(crate) fn prepare(cx: &RelayContext<'_>, data: &[u8]) -> Prepared {
     let mut request = httparse::Request::new(&mut []);
     let head_len = match request.parse_with_uninit_headers(data, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if data.len() < HEAD_LIMIT => return Prepared::NeedMore,
+        Ok(httparse::Status::Partial) if data.len() < HEAD_LIMIT => return Prepared::NeedHead,
         Ok(httparse::Status::Partial) | Err(_) => return Prepared::HandOff,
     };
     let (Some(method), Some(target), Some(1)) = (request.method, request.path, request.version)
@@ -239,7 +253,7 @@ pub(crate) fn prepare(cx: &RelayContext<'_>, data: &[u8]) -> Prepared {
     }
     let body_len = body_len as usize;
     if data.len() < head_len + body_len {
-        return Prepared::NeedMore;
+        return Prepared::NeedBody;
     }
 
     let state = cx.state;
@@ -483,13 +497,17 @@ async fn exchange<I: ClientIo>(
                 };
                 state.metrics.count_upstream_error(kind);
                 tracing::warn!(route = plan.route.path(), path = %plan.original_target, error = error.describe(), "upstream request failed");
-                write_error(client, cx, StatusCode::SERVICE_UNAVAILABLE, plan).await;
+                // As on the hyper path: an upstream may not switch protocols unasked.
+                let status = match error {
+                    HeadError::UnaskedSwitch => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                write_error(client, cx, status, plan).await;
                 return Exchanged::Close;
             }
         }
     };
 
-    state.metrics.requests_web.fetch_add(1, Ordering::Relaxed);
     let activity = plan.route.activity();
     if plan.body_len > 0 {
         state
@@ -506,13 +524,16 @@ async fn exchange<I: ClientIo>(
         Err(reason) => {
             state.metrics.count_upstream_error(UpstreamErrorKind::Other);
             tracing::warn!(route = plan.route.path(), path = %plan.original_target, reason, "upstream answered with an invalid response");
-            write_error(client, cx, StatusCode::BAD_GATEWAY, plan).await;
+            write_error(client, cx, StatusCode::SERVICE_UNAVAILABLE, plan).await;
             return Exchanged::Close;
         }
     };
+    state.metrics.requests_web.fetch_add(1, Ordering::Relaxed);
     state.metrics.count_response(head.status);
-    // Like CHP, only successful answers count as activity; a flood of errors must not keep a server alive.
-    if head.status.as_u16() < 300 {
+    // Like CHP, only successful answers count as activity (also while their bodies stream); a flood
+    // of errors must not keep a server alive.
+    let body_activity = (head.status.as_u16() < 300).then_some(&**activity);
+    if let Some(activity) = body_activity {
         activity.touch();
     }
     let body = response.body_bytes(head.len);
@@ -533,7 +554,15 @@ async fn exchange<I: ClientIo>(
     {
         use crate::splice::{SpliceError, forward_exact};
         let mut moved = 0;
-        match forward_exact(&upstream.stream, client_tcp, remaining, &mut moved).await {
+        match forward_exact(
+            &upstream.stream,
+            client_tcp,
+            remaining,
+            body_activity,
+            &mut moved,
+        )
+        .await
+        {
             Ok(()) => framing = Framing::Length(0),
             // Nothing moved: copy through user space below.
             Err(SpliceError::Unsupported) => {}
@@ -568,10 +597,14 @@ async fn exchange<I: ClientIo>(
             let (part, extra) = match framing.take(&buffer[..read]) {
                 Ok(split) => split,
                 Err(()) => {
+                    state.metrics.count_upstream_error(UpstreamErrorKind::Other);
                     state.metrics.bytes_out.fetch_add(sent, Ordering::Relaxed);
                     return Exchanged::Close;
                 }
             };
+            if let Some(activity) = body_activity {
+                activity.touch();
+            }
             if client.write_all(part).await.is_err() {
                 state.metrics.bytes_out.fetch_add(sent, Ordering::Relaxed);
                 return Exchanged::Close;
@@ -606,6 +639,10 @@ where
         .parse::<Uri>()
         .unwrap_or_else(|_| Uri::from_static("/"));
     let response = forward::error_response(cx.state, status, &original, false).await;
+    cx.state
+        .metrics
+        .requests_web
+        .fetch_add(1, Ordering::Relaxed);
     cx.state.metrics.count_response(response.status());
     let (parts, body) = response.into_parts();
     let body = match Limited::new(body, ERROR_PAGE_LIMIT).collect().await {
@@ -720,6 +757,8 @@ enum HeadError {
     ClosedEarly,
     /// It closed or failed partway through the head.
     Broken,
+    /// A 101 answer to a request that asked for no upgrade.
+    UnaskedSwitch,
     Invalid,
     TooLong,
     TimedOut,
@@ -731,6 +770,7 @@ impl HeadError {
             HeadError::ClosedEarly => "connection closed before the response",
             HeadError::Broken => "connection closed during the response head",
             HeadError::Invalid => "invalid response head",
+            HeadError::UnaskedSwitch => "switched protocols unasked",
             HeadError::TooLong => "response head too long",
             HeadError::TimedOut => "timed out waiting for the response",
         }
@@ -798,7 +838,7 @@ impl ResponseBuffer {
         let mut response = httparse::Response::new(&mut headers);
         match response.parse(&self.bytes[self.skipped..]) {
             Ok(httparse::Status::Complete(len)) => match response.code {
-                Some(101) => Err(HeadError::Invalid),
+                Some(101) => Err(HeadError::UnaskedSwitch),
                 Some(100..=199) => Ok(Some(Some(len))),
                 _ => Ok(Some(None)),
             },

@@ -9,6 +9,8 @@ use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use crate::routes::ActivityClock;
+
 /// Requested pipe capacity; the kernel may grant less (`/proc/sys/fs/pipe-max-size`). 64 KiB and 1 MiB
 /// measured no better at 1 MiB bodies, and a larger pipe pins more memory per transfer.
 const PIPE_SIZE: i32 = 256 * 1024;
@@ -28,11 +30,13 @@ pub(crate) enum SpliceError {
     Client(#[source] io::Error),
 }
 
-/// Moves exactly `length` bytes from `from` to `to`, adding to `moved` as bytes reach `to`.
+/// Moves exactly `length` bytes from `from` to `to`, adding to `moved` as bytes reach `to` and touching
+/// `activity` as they arrive.
 pub(crate) async fn forward_exact(
     from: &TcpStream,
     to: &TcpStream,
     mut length: u64,
+    activity: Option<&ActivityClock>,
     moved: &mut u64,
 ) -> Result<(), SpliceError> {
     let (pipe_read, pipe_write): (OwnedFd, OwnedFd) =
@@ -64,6 +68,9 @@ pub(crate) async fn forward_exact(
             }
         };
         length -= filled as u64;
+        if let Some(activity) = activity {
+            activity.touch();
+        }
         let mut in_pipe = filled;
         while in_pipe > 0 {
             to.writable().await.map_err(SpliceError::Client)?;

@@ -461,3 +461,70 @@ async fn a_response_head_longer_than_the_first_read_is_relayed_whole() {
     assert_eq!(response.body, b"body");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_download_keeps_its_route_active_while_it_streams() {
+    use http_body_util::{BodyExt, StreamBody};
+    const HALF: usize = 512 * 1024;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let released = release.clone();
+    // The second half of each body waits until the test has seen the first arrive.
+    let target = upstream(move |req: Request<Incoming>| {
+        let released = released.clone();
+        async move {
+            let chunked = req.uri().path() == "/chunked";
+            let stream = futures_util::stream::unfold(0u8, move |part| {
+                let released = released.clone();
+                async move {
+                    match part {
+                        0 => Some((
+                            Ok::<_, hyper::Error>(http_body::Frame::data(bytes::Bytes::from(
+                                vec![b'a'; HALF],
+                            ))),
+                            1,
+                        )),
+                        1 => {
+                            released.notified().await;
+                            Some((
+                                Ok(http_body::Frame::data(bytes::Bytes::from(vec![b'b'; HALF]))),
+                                2,
+                            ))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            let mut response = Response::new(StreamBody::new(stream).boxed());
+            if !chunked {
+                response
+                    .headers_mut()
+                    .insert("content-length", (2 * HALF).into());
+            }
+            response
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(ProxyConfig::default()).await;
+    proxy.route("/", &format!("http://{target}"));
+    let route = proxy.handle.routes().get("/").expect("route");
+    for path in ["/with-length", "/chunked"] {
+        let mut client = RawClient::connect(proxy.public).await;
+        client.send(&get(path)).await;
+        while client.pending.len() < HALF {
+            assert!(client.fill().await, "{path}: closed early");
+        }
+        let during_first_half = route.activity().last();
+        wait_until("the clock moves on", || {
+            chrono::Utc::now() > during_first_half + chrono::Duration::milliseconds(5)
+        })
+        .await;
+        release.notify_one();
+        let response = client.response().await;
+        assert_eq!(response.body.len(), 2 * HALF, "{path}");
+        assert!(
+            route.activity().last() > during_first_half,
+            "{path}: the second half did not count as activity"
+        );
+    }
+    proxy.stop().await;
+}
