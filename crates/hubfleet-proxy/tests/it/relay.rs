@@ -528,3 +528,51 @@ async fn a_long_download_keeps_its_route_active_while_it_streams() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn https_clients_speaking_http1_are_relayed_with_their_scheme() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::generate_cert(dir.path(), "relay");
+    let echo = echo_upstream().await;
+    const SIZE: usize = 1024 * 1024;
+    let big =
+        upstream(|_req: Request<Incoming>| async move { Response::new(full(vec![b'z'; SIZE])) })
+            .await;
+    let proxy = TestProxy::start(ProxyConfig {
+        tls: Some(hubfleet_proxy::TlsPaths::new(&cert, &key)),
+        ..ProxyConfig::default()
+    })
+    .await;
+    proxy.route("/", &format!("http://{echo}"));
+    proxy.route("/big", &format!("http://{big}"));
+    let pem = std::fs::read(&cert).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .resolve("localhost", proxy.public)
+        .http1_only()
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", proxy.public.port());
+    for _ in 0..3 {
+        let response = client.get(format!("{base}/echo")).send().await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_11);
+        let seen: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+        assert_eq!(
+            seen["headers"]["x-forwarded-port"],
+            proxy.public.port().to_string()
+        );
+    }
+    let body = client
+        .get(format!("{base}/big"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), SIZE);
+    assert!(body.iter().all(|&b| b == b'z'));
+    proxy.stop().await;
+}
