@@ -279,7 +279,12 @@ pub(crate) fn prepare(cx: &RelayContext<'_>, data: &[u8]) -> Prepared {
     let mut has_forwarded_host = false;
     for header in request.headers.iter() {
         let name = header.name;
-        if is_hop_by_hop(name) || connection.lists(name) {
+        // The length is written below from what is actually sent, whatever `Connection` lists: a
+        // request whose body the upstream cannot delimit would be read as a second request.
+        if is_hop_by_hop(name)
+            || connection.lists(name)
+            || name.eq_ignore_ascii_case("content-length")
+        {
             continue;
         }
         if x_forward {
@@ -339,6 +344,11 @@ pub(crate) fn prepare(cx: &RelayContext<'_>, data: &[u8]) -> Prepared {
     }
     for (name, value) in &options.custom_headers {
         push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if content_length.is_some() {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&data[head_len..head_len + body_len]);

@@ -576,3 +576,30 @@ async fn https_clients_speaking_http1_are_relayed_with_their_scheme() {
     assert!(body.iter().all(|&b| b == b'z'));
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_cannot_be_smuggled_as_a_request_by_listing_content_length_in_connection() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = seen.clone();
+    let target = upstream(move |req: Request<Incoming>| {
+        recorded.lock().unwrap().push(req.uri().path().to_owned());
+        async move { Response::new(full("ok")) }
+    })
+    .await;
+    let proxy = TestProxy::start(ProxyConfig::default()).await;
+    proxy.route("/", &format!("http://{target}"));
+    let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut request = format!(
+        "POST /first HTTP/1.1\r\nHost: x\r\nConnection: content-length\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(smuggled);
+    let mut client = RawClient::connect(proxy.public).await;
+    client.send(&request).await;
+    assert_eq!(client.response().await.status, 200);
+    client.send(&get("/after")).await;
+    assert_eq!(client.response().await.status, 200);
+    assert_eq!(*seen.lock().unwrap(), ["/first", "/after"]);
+    proxy.stop().await;
+}
