@@ -918,7 +918,10 @@ impl ResponseBuffer {
         bytes.extend_from_slice(b"\r\n");
         for header in response.headers.iter() {
             let name = header.name;
-            if is_hop_by_hop(name) || connection.lists(name) {
+            // The framing headers stay whatever `Connection` lists: the body is passed on as framed.
+            let framing_header = name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding");
+            if !framing_header && (is_hop_by_hop(name) || connection.lists(name)) {
                 continue;
             }
             // With both, the body is chunked (RFC 9112 §6.3); the length would mislead the client.

@@ -291,6 +291,11 @@ async fn chunked_close_delimited_and_bodiless_responses_keep_their_framing() {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n".to_vec(),
                 false,
             ),
+            "/listed" => (
+                b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\nContent-Length: 6\r\n\r\nlisted"
+                    .to_vec(),
+                false,
+            ),
             "/no-content" => (b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), false),
             "/interim" => (
                 b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
@@ -320,6 +325,17 @@ async fn chunked_close_delimited_and_bodiless_responses_keep_their_framing() {
     let head = client.response_to_head().await;
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("1234"));
+
+    // Framing headers survive a `Connection` that lists them, so the body stays delimited.
+    client.send(&get("/listed")).await;
+    let listed = client.response().await;
+    assert_eq!(
+        listed.header("content-length"),
+        Some("6"),
+        "{}",
+        listed.head
+    );
+    assert_eq!(listed.body, b"listed");
 
     client.send(&get("/no-content")).await;
     assert_eq!(client.response().await.status, 204);
