@@ -59,6 +59,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Idle upstream connections are kept this long, and at most this many per target.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 const POOL_PER_TARGET: usize = 128;
+/// How often the whole pool is swept for expired and closed connections (on the next return to it).
+const POOL_SWEEP: Duration = Duration::from_secs(10);
 /// An error page fetched from `--error-target` is sent whole; larger ones are cut to this.
 const ERROR_PAGE_LIMIT: usize = 1024 * 1024;
 
@@ -1136,27 +1138,40 @@ impl Upstream {
         })
     }
 
+    fn looks_open(&self) -> bool {
+        Self::is_open(&self.stream)
+    }
+
     /// False if the target closed it or sent something unasked. The check needs no system call while
     /// the socket has not become readable.
-    fn looks_open(&self) -> bool {
+    fn is_open(stream: &TcpStream) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+        matches!(stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
     }
 }
 
 /// Idle upstream connections, most recently used first out.
 #[derive(Debug, Default)]
 pub(crate) struct UpstreamPool {
-    idle: Mutex<HashMap<Authority, Vec<(TcpStream, Instant)>>>,
+    idle: Mutex<IdleConnections>,
+}
+
+#[derive(Debug, Default)]
+struct IdleConnections {
+    by_target: HashMap<Authority, Vec<(TcpStream, Instant)>>,
+    last_sweep: Option<Instant>,
 }
 
 impl UpstreamPool {
-    fn take(&self, authority: &Authority) -> Option<Upstream> {
-        let mut idle = self
-            .idle
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleConnections> {
+        self.idle
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let connections = idle.get_mut(authority)?;
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take(&self, authority: &Authority) -> Option<Upstream> {
+        let mut idle = self.lock();
+        let connections = idle.by_target.get_mut(authority)?;
         while let Some((stream, since)) = connections.pop() {
             if since.elapsed() < POOL_IDLE {
                 return Some(Upstream {
@@ -1166,7 +1181,7 @@ impl UpstreamPool {
                 });
             }
         }
-        idle.remove(authority);
+        idle.by_target.remove(authority);
         None
     }
 
@@ -1174,21 +1189,38 @@ impl UpstreamPool {
         if !upstream.looks_open() {
             return;
         }
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let connections = idle.entry(upstream.authority).or_default();
-        // The oldest are at the front: drop the expired, and the oldest when full.
-        let expired = connections
-            .iter()
-            .take_while(|(_, since)| since.elapsed() >= POOL_IDLE)
-            .count();
-        connections.drain(..expired);
+        let mut idle = self.lock();
+        if idle
+            .last_sweep
+            .is_none_or(|swept| swept.elapsed() >= POOL_SWEEP)
+        {
+            idle.sweep();
+        }
+        let connections = idle.by_target.entry(upstream.authority).or_default();
+        // The oldest are at the front: drop the oldest when full.
         if connections.len() == POOL_PER_TARGET {
             connections.remove(0);
         }
         connections.push((upstream.stream, Instant::now()));
+    }
+
+    /// The number of idle connections kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().by_target.values().map(Vec::len).sum()
+    }
+}
+
+impl IdleConnections {
+    /// Closes connections that expired or that their target closed, and forgets targets without any:
+    /// targets come and go with users' servers, and their sockets must not pile up.
+    fn sweep(&mut self) {
+        self.by_target.retain(|_, connections| {
+            connections
+                .retain(|(stream, since)| since.elapsed() < POOL_IDLE && Upstream::is_open(stream));
+            !connections.is_empty()
+        });
+        self.last_sweep = Some(Instant::now());
     }
 }
 
@@ -1306,6 +1338,41 @@ mod tests {
         ] {
             assert_eq!(parse_content_length(bad), None, "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_pool_lets_go_of_connections_their_target_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let pool = UpstreamPool::default();
+        let mut peers = Vec::new();
+        for _ in 0..3 {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            peers.push(listener.accept().await.unwrap().0);
+            pool.put(Upstream {
+                authority: authority.clone(),
+                stream,
+                reused: true,
+            });
+        }
+        assert_eq!(pool.len(), 3);
+        // Two targets hang up; the next sweep closes our ends.
+        peers.truncate(1);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            pool.lock().sweep();
+            if pool.len() == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "closed connections stayed in the pool"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(pool.take(&authority).is_some());
+        assert!(pool.take(&authority).is_none());
     }
 
     #[test]
