@@ -679,7 +679,9 @@ where
     );
     push_header(&mut head, b"connection", b"close");
     head.extend_from_slice(b"\r\n");
-    let _ = write_two(client, &head, &body).await;
+    // An answer to HEAD states the length of the page but has no body.
+    let body = if plan.head_method { &[][..] } else { &body[..] };
+    let _ = write_two(client, &head, body).await;
 }
 
 /// Writes `first` then `second`, in one system call when the stream takes both.
