@@ -11,6 +11,9 @@ pub mod cli;
 pub mod client;
 mod error;
 mod forward;
+// Entry points for the fuzz targets; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 mod relay;
 pub mod routes;

@@ -543,7 +543,7 @@ pub async fn serve(
 /// leaves room for request heads far larger than browsers send.
 const CONNECTION_BUFFER_LIMIT: usize = 64 * 1024;
 
-fn upstream_client(tls: &UpstreamTls) -> Result<UpstreamClient, ProxyError> {
+pub(crate) fn upstream_client(tls: &UpstreamTls) -> Result<UpstreamClient, ProxyError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(20)));
