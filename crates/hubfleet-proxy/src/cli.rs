@@ -1,15 +1,81 @@
 //! `hubfleet proxy`: configurable-http-proxy's command line, so stock JupyterHub can launch us as CHP.
 
+use std::ffi::OsString;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::ProxyError;
 use crate::server::{ProxyConfig, ProxyServer};
-use crate::tls::{ClientAuth, TlsPaths, UpstreamTls};
+use crate::tls::{ClientAuth, KeyPassphrase, PrivateKeyFile, TlsPaths, UpstreamTls};
 
 /// The environment variable holding the REST API token (the same one CHP reads).
 pub const AUTH_TOKEN_ENV: &str = "CONFIGPROXY_AUTH_TOKEN";
+/// The environment variable holding the passphrase of an encrypted `--ssl-key` (as in CHP).
+pub const SSL_KEY_PASSPHRASE_ENV: &str = "CONFIGPROXY_SSL_KEY_PASSPHRASE";
+/// The environment variable holding the passphrase of an encrypted `--api-ssl-key` (as in CHP).
+pub const API_SSL_KEY_PASSPHRASE_ENV: &str = "CONFIGPROXY_API_SSL_KEY_PASSPHRASE";
+
+/// What configurable-http-proxy reads from its environment. Passed to [`ChpArgs::to_config`] rather
+/// than read there, so tests need not change the process environment.
+#[derive(Clone, Default)]
+pub struct ChpEnv {
+    /// `CONFIGPROXY_AUTH_TOKEN`.
+    pub auth_token: Option<String>,
+    /// `CONFIGPROXY_SSL_KEY_PASSPHRASE`.
+    pub ssl_key_passphrase: Option<KeyPassphrase>,
+    /// `CONFIGPROXY_API_SSL_KEY_PASSPHRASE`.
+    pub api_ssl_key_passphrase: Option<KeyPassphrase>,
+}
+
+impl ChpEnv {
+    /// This process's environment.
+    pub fn from_process() -> Self {
+        Self::from_vars(std::env::vars_os())
+    }
+
+    /// The variables CHP reads, picked from `(name, value)` pairs. Empty values count as unset, as
+    /// in CHP.
+    pub fn from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Self {
+        let mut env = Self::default();
+        for (name, value) in vars {
+            if value.is_empty() {
+                continue;
+            }
+            match name.to_str() {
+                Some(AUTH_TOKEN_ENV) => env.auth_token = value.into_string().ok(),
+                Some(SSL_KEY_PASSPHRASE_ENV) => {
+                    env.ssl_key_passphrase = Some(KeyPassphrase::new(value.into_vec()));
+                }
+                Some(API_SSL_KEY_PASSPHRASE_ENV) => {
+                    env.api_ssl_key_passphrase = Some(KeyPassphrase::new(value.into_vec()));
+                }
+                _ => {}
+            }
+        }
+        env
+    }
+}
+
+impl fmt::Debug for ChpEnv {
+    // Every value here is a secret: only whether each is set is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |given: bool| if given { "<redacted>" } else { "<unset>" };
+        f.debug_struct("ChpEnv")
+            .field("auth_token", &set(self.auth_token.is_some()))
+            .field(
+                "ssl_key_passphrase",
+                &set(self.ssl_key_passphrase.is_some()),
+            )
+            .field(
+                "api_ssl_key_passphrase",
+                &set(self.api_ssl_key_passphrase.is_some()),
+            )
+            .finish()
+    }
+}
 
 /// configurable-http-proxy's flags (the ones JupyterHub passes and the common others).
 #[derive(Debug, Clone, clap::Args)]
@@ -41,7 +107,8 @@ pub struct ChpArgs {
     /// Route by host name: route keys are `/<host><path>`.
     #[arg(long)]
     pub host_routing: bool,
-    /// PEM private key for HTTPS on the public port.
+    /// PEM private key for HTTPS on the public port; if it is encrypted PKCS#8, its passphrase is
+    /// read from `CONFIGPROXY_SSL_KEY_PASSPHRASE`.
     #[arg(long)]
     pub ssl_key: Option<PathBuf>,
     /// PEM certificate (chain) for HTTPS on the public port.
@@ -95,7 +162,8 @@ pub struct ChpArgs {
     /// With `--ssl-request-cert`: turn away clients without a valid certificate.
     #[arg(long)]
     pub ssl_reject_unauthorized: bool,
-    /// PEM private key for serving the REST API over HTTPS.
+    /// PEM private key for serving the REST API over HTTPS; if it is encrypted PKCS#8, its
+    /// passphrase is read from `CONFIGPROXY_API_SSL_KEY_PASSPHRASE`.
     #[arg(long)]
     pub api_ssl_key: Option<PathBuf>,
     /// PEM certificate (chain) for serving the REST API over HTTPS.
@@ -110,7 +178,8 @@ pub struct ChpArgs {
     /// With `--api-ssl-request-cert`: turn away API clients without a valid certificate.
     #[arg(long)]
     pub api_ssl_reject_unauthorized: bool,
-    /// PEM private key the proxy presents to `https://` targets.
+    /// PEM private key the proxy presents to `https://` targets (unencrypted: as in CHP, there is no
+    /// passphrase for it).
     #[arg(long)]
     pub client_ssl_key: Option<PathBuf>,
     /// PEM certificate (chain) the proxy presents to `https://` targets.
@@ -182,8 +251,8 @@ fn client_auth(request_cert: bool, reject_unauthorized: bool) -> ClientAuth {
 }
 
 impl ChpArgs {
-    /// Turns the flags (and `CONFIGPROXY_AUTH_TOKEN` from `auth_token`) into a [`ProxyConfig`].
-    pub fn to_config(&self, auth_token: Option<String>) -> Result<ProxyConfig, ProxyError> {
+    /// Turns the flags and CHP's environment variables into a [`ProxyConfig`].
+    pub fn to_config(&self, env: &ChpEnv) -> Result<ProxyConfig, ProxyError> {
         let public_ip = resolve_ip(&self.ip)?;
         let api_ip = resolve_ip(&self.api_ip)?;
         let api_port = match self.api_port {
@@ -196,7 +265,14 @@ impl ChpArgs {
             (Some(cert), Some(key)) => Some(TlsPaths {
                 client_ca: self.ssl_ca.clone(),
                 client_auth: client_auth(self.ssl_request_cert, self.ssl_reject_unauthorized),
-                ..TlsPaths::new(cert, key)
+                ..TlsPaths::new(
+                    cert,
+                    PrivateKeyFile {
+                        passphrase: env.ssl_key_passphrase.clone(),
+                        passphrase_env: Some(SSL_KEY_PASSPHRASE_ENV),
+                        ..PrivateKeyFile::new(key)
+                    },
+                )
             }),
             (None, None) => None,
             _ => return Err(ProxyError::TlsHalfConfigured),
@@ -208,7 +284,14 @@ impl ChpArgs {
                     self.api_ssl_request_cert,
                     self.api_ssl_reject_unauthorized,
                 ),
-                ..TlsPaths::new(cert, key)
+                ..TlsPaths::new(
+                    cert,
+                    PrivateKeyFile {
+                        passphrase: env.api_ssl_key_passphrase.clone(),
+                        passphrase_env: Some(API_SSL_KEY_PASSPHRASE_ENV),
+                        ..PrivateKeyFile::new(key)
+                    },
+                )
             }),
             (None, None) => None,
             _ => {
@@ -249,7 +332,7 @@ impl ChpArgs {
                 .redirect_port
                 .map(|port| SocketAddr::new(public_ip, port)),
             redirect_to_port: Some(self.redirect_to.unwrap_or(self.port)),
-            auth_token: auth_token.filter(|token| !token.is_empty()),
+            auth_token: env.auth_token.clone().filter(|token| !token.is_empty()),
             default_target: self.default_target.clone(),
             error_target: self.error_target.clone(),
             host_routing: self.host_routing,
@@ -306,7 +389,7 @@ pub async fn run(args: ChpArgs) -> Result<(), ProxyError> {
     if args.error_path.is_some() {
         tracing::warn!("`--error-path` is ignored; errors without `--error-target` are plain text");
     }
-    let config = args.to_config(std::env::var(AUTH_TOKEN_ENV).ok())?;
+    let config = args.to_config(&ChpEnv::from_process())?;
     if config.auth_token.is_none() {
         tracing::warn!("REST API is not authenticated: `{AUTH_TOKEN_ENV}` is not set");
     }
@@ -327,7 +410,13 @@ pub async fn run(args: ChpArgs) -> Result<(), ProxyError> {
     let handle = server.handle();
     let reloader = tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            match handle.reload_tls() {
+            // Off the async workers: decrypting a key with scrypt takes tens of milliseconds.
+            let reloading = handle.clone();
+            let Ok(reloaded) = tokio::task::spawn_blocking(move || reloading.reload_tls()).await
+            else {
+                continue;
+            };
+            match reloaded {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
                 Err(error) => {
                     tracing::error!(error = %crate::forward::ErrorChain(&error), "TLS reload failed; keeping the old certificate")
@@ -382,7 +471,11 @@ mod tests {
             "--log-level",
             "info",
         ]);
-        let config = args.to_config(Some("secret".to_owned())).unwrap();
+        let env = ChpEnv {
+            auth_token: Some("secret".to_owned()),
+            ..ChpEnv::default()
+        };
+        let config = args.to_config(&env).unwrap();
         assert_eq!(config.public_addr, "0.0.0.0:8000".parse().unwrap());
         assert_eq!(config.api_addr, "127.0.0.1:8001".parse().unwrap());
         assert_eq!(
@@ -407,7 +500,7 @@ mod tests {
             "--timeout",
             "0",
         ]);
-        let config = args.to_config(None).unwrap();
+        let config = args.to_config(&ChpEnv::default()).unwrap();
         assert_eq!(config.api_addr, "127.0.0.1:9001".parse().unwrap());
         assert!(!config.x_forward);
         assert_eq!(
@@ -416,7 +509,7 @@ mod tests {
         );
         assert_eq!(config.timeout, None);
         assert!(config.auth_token.is_none());
-        let all_interfaces = parse(&["--api-ip="]).to_config(None).unwrap();
+        let all_interfaces = parse(&["--api-ip="]).to_config(&ChpEnv::default()).unwrap();
         assert_eq!(all_interfaces.api_addr, "0.0.0.0:8001".parse().unwrap());
     }
 
@@ -441,7 +534,7 @@ mod tests {
             "--client-ssl-request-cert",
             "--client-ssl-reject-unauthorized",
         ]);
-        let config = args.to_config(None).unwrap();
+        let config = args.to_config(&ChpEnv::default()).unwrap();
         let api_tls = config.api_tls.expect("the API is served over TLS");
         assert_eq!(
             api_tls.cert,
@@ -474,7 +567,7 @@ mod tests {
             "--api-ssl-request-cert",
             "--insecure",
         ]);
-        let config = args.to_config(None).unwrap();
+        let config = args.to_config(&ChpEnv::default()).unwrap();
         assert_eq!(config.api_tls.unwrap().client_auth, ClientAuth::Optional);
         assert!(!config.upstream_tls.verify);
         let reject_alone = parse(&[
@@ -484,7 +577,7 @@ mod tests {
         ]);
         assert_eq!(
             reject_alone
-                .to_config(None)
+                .to_config(&ChpEnv::default())
                 .unwrap()
                 .api_tls
                 .unwrap()
@@ -503,10 +596,66 @@ mod tests {
     }
 
     #[test]
+    fn key_passphrases_are_read_from_chps_environment_variables_and_kept_out_of_debug() {
+        let env = ChpEnv::from_vars([
+            (
+                "CONFIGPROXY_SSL_KEY_PASSPHRASE".into(),
+                "public-pass".into(),
+            ),
+            (
+                "CONFIGPROXY_API_SSL_KEY_PASSPHRASE".into(),
+                "api-pass".into(),
+            ),
+            ("CONFIGPROXY_AUTH_TOKEN".into(), "the-token".into()),
+            ("UNRELATED".into(), "x".into()),
+        ]);
+        let args = parse(&[
+            "--ssl-key=public.key",
+            "--ssl-cert=public.crt",
+            "--api-ssl-key=api.key",
+            "--api-ssl-cert=api.crt",
+        ]);
+        let config = args.to_config(&env).unwrap();
+        let public_key = &config.tls.as_ref().unwrap().key;
+        assert_eq!(public_key.path, PathBuf::from("public.key"));
+        assert_eq!(
+            public_key.passphrase.as_ref().map(KeyPassphrase::expose),
+            Some(&b"public-pass"[..])
+        );
+        assert_eq!(public_key.passphrase_env, Some(SSL_KEY_PASSPHRASE_ENV));
+        let api_key = &config.api_tls.as_ref().unwrap().key;
+        assert_eq!(
+            api_key.passphrase.as_ref().map(KeyPassphrase::expose),
+            Some(&b"api-pass"[..])
+        );
+        assert_eq!(api_key.passphrase_env, Some(API_SSL_KEY_PASSPHRASE_ENV));
+        assert_eq!(config.auth_token.as_deref(), Some("the-token"));
+
+        for debug in [format!("{config:?}"), format!("{env:?}")] {
+            for secret in ["public-pass", "api-pass", "the-token"] {
+                assert!(!debug.contains(secret), "{secret} leaked into {debug}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_passphrase_variables_count_as_unset() {
+        let env = ChpEnv::from_vars([
+            ("CONFIGPROXY_SSL_KEY_PASSPHRASE".into(), "".into()),
+            ("CONFIGPROXY_AUTH_TOKEN".into(), "".into()),
+        ]);
+        let config = parse(&["--ssl-key=k", "--ssl-cert=c"])
+            .to_config(&env)
+            .unwrap();
+        assert!(config.tls.unwrap().key.passphrase.is_none());
+        assert!(config.auth_token.is_none());
+    }
+
+    #[test]
     fn half_tls_is_rejected() {
         let args = parse(&["--ssl-cert", "c.pem"]);
         assert!(matches!(
-            args.to_config(None),
+            args.to_config(&ChpEnv::default()),
             Err(ProxyError::TlsHalfConfigured)
         ));
     }

@@ -60,13 +60,58 @@ pub enum TlsError {
         #[source]
         source: std::io::Error,
     },
-    /// A file is not valid PEM of the expected kind (or holds an encrypted key).
+    /// A file is not valid PEM of the expected kind.
     #[error("`{}` is not a usable PEM file", path.display())]
     Pem {
         path: PathBuf,
         #[source]
         source: rustls::pki_types::pem::Error,
     },
+    /// The private key is encrypted and no passphrase was given for it.
+    #[error(
+        "private key `{}` is encrypted and no passphrase was given{}",
+        path.display(),
+        passphrase_env.map(|var| format!(": set it in `{var}`")).unwrap_or_default()
+    )]
+    KeyPassphraseMissing {
+        path: PathBuf,
+        /// Where the operator gives the passphrase, if anywhere.
+        passphrase_env: Option<&'static str>,
+    },
+    /// The passphrase does not decrypt the private key (never shown: only where it came from).
+    #[error(
+        "cannot decrypt private key `{}` with the passphrase {}: wrong passphrase or damaged file",
+        path.display(),
+        passphrase_env.map(|var| format!("in `{var}`")).unwrap_or_else(|| "given".to_owned())
+    )]
+    KeyPassphraseWrong {
+        path: PathBuf,
+        passphrase_env: Option<&'static str>,
+        #[source]
+        source: pkcs8::Error,
+    },
+    /// An `ENCRYPTED PRIVATE KEY` that is damaged or uses a scheme we cannot decrypt (we read PBES2
+    /// with PBKDF2-HMAC-SHA2 or scrypt, and AES).
+    #[error(
+        "private key `{}` is encrypted PKCS#8 that hubfleet cannot read (it reads PBES2 with \
+         PBKDF2 (HMAC-SHA-2) or scrypt, and AES); re-encrypt it with \
+         `openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.key -out new.key`",
+        path.display()
+    )]
+    EncryptedKeyUnreadable {
+        path: PathBuf,
+        #[source]
+        source: pkcs8::Error,
+    },
+    /// OpenSSL's traditional key encryption (`Proc-Type: 4,ENCRYPTED` with `DEK-Info`), which we do
+    /// not read.
+    #[error(
+        "private key `{}` is encrypted in OpenSSL's traditional format (`Proc-Type: 4,ENCRYPTED`), \
+         which hubfleet does not read; convert it to encrypted PKCS#8 with \
+         `openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.key -out new.key`",
+        path.display()
+    )]
+    TraditionalEncryptedKey { path: PathBuf },
     /// The PEM file holds no certificate.
     #[error("no certificate in `{}`", path.display())]
     NoCertificate { path: PathBuf },

@@ -24,4 +24,4 @@ mod tls;
 
 pub use error::{ClientError, ProxyError, RouteError, TlsError};
 pub use server::{DEFAULT_TLS_WATCH_INTERVAL, ProxyConfig, ProxyHandle, ProxyServer, serve};
-pub use tls::{ClientAuth, TlsPaths, UpstreamTls};
+pub use tls::{ClientAuth, KeyPassphrase, PrivateKeyFile, TlsPaths, UpstreamTls};

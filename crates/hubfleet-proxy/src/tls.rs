@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
@@ -32,13 +32,97 @@ pub enum ClientAuth {
     Required,
 }
 
+/// The passphrase of an encrypted private key. Its `Debug` never shows it, and it has no `Display`.
+#[derive(Clone)]
+pub struct KeyPassphrase(Vec<u8>);
+
+impl KeyPassphrase {
+    /// A passphrase as given by the operator (bytes, since an environment variable need not be UTF-8).
+    pub fn new(passphrase: impl Into<Vec<u8>>) -> Self {
+        Self(passphrase.into())
+    }
+
+    /// The passphrase itself, for decrypting. Never log it.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyPassphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyPassphrase(<redacted>)")
+    }
+}
+
+/// A PEM private key file: PKCS#8, PKCS#1 or SEC1 in the clear, or encrypted PKCS#8
+/// (`-----BEGIN ENCRYPTED PRIVATE KEY-----`, PBES2 with PBKDF2 or scrypt) with its passphrase.
+/// The passphrase is kept with the path so every reload can decrypt the file again.
+#[derive(Clone)]
+pub struct PrivateKeyFile {
+    pub path: PathBuf,
+    /// Decrypts the key if it is encrypted; ignored for a key in the clear (as Node does for CHP).
+    pub passphrase: Option<KeyPassphrase>,
+    /// The environment variable an operator sets the passphrase in (CHP's
+    /// `CONFIGPROXY_SSL_KEY_PASSPHRASE` and `CONFIGPROXY_API_SSL_KEY_PASSPHRASE`), named in errors
+    /// about a missing or wrong passphrase.
+    pub passphrase_env: Option<&'static str>,
+}
+
+impl PrivateKeyFile {
+    /// A key file without a passphrase.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            passphrase: None,
+            passphrase_env: None,
+        }
+    }
+}
+
+impl fmt::Debug for PrivateKeyFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKeyFile")
+            .field("path", &self.path)
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
+            .field("passphrase_env", &self.passphrase_env)
+            .finish()
+    }
+}
+
+impl From<PathBuf> for PrivateKeyFile {
+    fn from(path: PathBuf) -> Self {
+        Self::new(path)
+    }
+}
+
+impl From<&PathBuf> for PrivateKeyFile {
+    fn from(path: &PathBuf) -> Self {
+        Self::new(path)
+    }
+}
+
+impl From<&Path> for PrivateKeyFile {
+    fn from(path: &Path) -> Self {
+        Self::new(path)
+    }
+}
+
+impl From<&str> for PrivateKeyFile {
+    fn from(path: &str) -> Self {
+        Self::new(path)
+    }
+}
+
 /// PEM files for a TLS listener (the public port or the REST API).
 #[derive(Debug, Clone)]
 pub struct TlsPaths {
     /// The certificate chain, leaf first.
     pub cert: PathBuf,
-    /// The private key (PKCS#8, PKCS#1 or SEC1), unencrypted.
-    pub key: PathBuf,
+    /// The private key, and its passphrase if it is encrypted.
+    pub key: PrivateKeyFile,
     /// CA certificates that client certificates must chain to (needed unless `client_auth` is `None`).
     pub client_ca: Option<PathBuf>,
     /// Whether clients must present a certificate.
@@ -47,7 +131,7 @@ pub struct TlsPaths {
 
 impl TlsPaths {
     /// A certificate and key, without client certificates.
-    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PrivateKeyFile>) -> Self {
         Self {
             cert: cert.into(),
             key: key.into(),
@@ -62,7 +146,8 @@ impl TlsPaths {
 pub struct UpstreamTls {
     /// CA certificates that targets' certificates must chain to; the system's roots when unset.
     pub ca: Option<PathBuf>,
-    /// The proxy's client certificate chain and key, presented to targets that ask for one.
+    /// The proxy's client certificate chain and key, presented to targets that ask for one. The key
+    /// must be in the clear: CHP has no passphrase for `--client-ssl-key`.
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     /// Verify targets' certificates (`--insecure` turns this off).
@@ -89,7 +174,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 /// [`ReloadableCert::reload_if_changed`] (the file watcher).
 pub struct ReloadableCert {
     cert_path: PathBuf,
-    key_path: PathBuf,
+    key: PrivateKeyFile,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
     /// A digest of the files' contents when last looked at, so the watcher reloads (or reports a
@@ -102,22 +187,22 @@ impl fmt::Debug for ReloadableCert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReloadableCert")
             .field("cert_path", &self.cert_path)
-            .field("key_path", &self.key_path)
+            .field("key_path", &self.key.path)
             .finish()
     }
 }
 
 impl ReloadableCert {
-    /// Loads the PEM certificate chain and private key.
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, ProxyError> {
+    /// Loads the PEM certificate chain and private key (decrypting the key if it is encrypted).
+    pub fn load(cert_path: &Path, key: &PrivateKeyFile) -> Result<Self, ProxyError> {
         let provider = provider();
-        let files = PairFiles::read(cert_path, key_path);
+        let files = PairFiles::read(cert_path, key);
         let certified = files
             .certified_key(&provider)
             .map_err(|source| ProxyError::tls("the certificate", source))?;
         Ok(Self {
             cert_path: cert_path.to_owned(),
-            key_path: key_path.to_owned(),
+            key: key.clone(),
             provider,
             current: ArcSwap::from_pointee(certified),
             last_seen: Mutex::new(files.digest()),
@@ -126,14 +211,14 @@ impl ReloadableCert {
 
     /// Re-reads the files; on failure the old certificate stays in use.
     pub fn reload(&self) -> Result<(), ProxyError> {
-        let files = PairFiles::read(&self.cert_path, &self.key_path);
+        let files = PairFiles::read(&self.cert_path, &self.key);
         self.apply(&files)
     }
 
     /// Re-reads the files if their contents changed since they were last looked at: `None` when
     /// unchanged, otherwise the outcome of the reload (on failure the old certificate stays).
     pub fn reload_if_changed(&self) -> Option<Result<(), ProxyError>> {
-        let files = PairFiles::read(&self.cert_path, &self.key_path);
+        let files = PairFiles::read(&self.cert_path, &self.key);
         let digest = files.digest();
         {
             let mut last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -156,7 +241,7 @@ impl ReloadableCert {
 
     /// The certificate files, for log messages.
     pub fn paths(&self) -> (&Path, &Path) {
-        (&self.cert_path, &self.key_path)
+        (&self.cert_path, &self.key.path)
     }
 
     /// A rustls server configuration serving this certificate with the given client-certificate
@@ -211,18 +296,18 @@ impl ResolvesServerCert for ReloadableCert {
 /// digest and the parsed key always describe the same contents.
 struct PairFiles<'a> {
     cert_path: &'a Path,
-    key_path: &'a Path,
+    key_file: &'a PrivateKeyFile,
     cert: std::io::Result<Vec<u8>>,
     key: std::io::Result<Vec<u8>>,
 }
 
 impl<'a> PairFiles<'a> {
-    fn read(cert_path: &'a Path, key_path: &'a Path) -> Self {
+    fn read(cert_path: &'a Path, key_file: &'a PrivateKeyFile) -> Self {
         Self {
             cert_path,
-            key_path,
+            key_file,
             cert: std::fs::read(cert_path),
-            key: std::fs::read(key_path),
+            key: std::fs::read(&key_file.path),
         }
     }
 
@@ -246,14 +331,11 @@ impl<'a> PairFiles<'a> {
             source: clone_io_error(source),
         })?;
         let key = self.key.as_ref().map_err(|source| TlsError::Read {
-            path: self.key_path.to_owned(),
+            path: self.key_file.path.clone(),
             source: clone_io_error(source),
         })?;
         let chain = certificates(cert, self.cert_path)?;
-        let key = PrivateKeyDer::from_pem_slice(key).map_err(|source| TlsError::Pem {
-            path: self.key_path.to_owned(),
-            source,
-        })?;
+        let key = private_key(key, self.key_file)?;
         Ok((chain, key))
     }
 
@@ -262,10 +344,107 @@ impl<'a> PairFiles<'a> {
         let (chain, key) = self.chain_and_key()?;
         CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
             cert: self.cert_path.to_owned(),
-            key: self.key_path.to_owned(),
+            key: self.key_file.path.clone(),
             source,
         })
     }
+}
+
+const ENCRYPTED_PKCS8_BEGIN: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_PKCS8_END: &[u8] = b"-----END ENCRYPTED PRIVATE KEY-----";
+
+/// The private key in a PEM file, decrypted with the file's passphrase if it is encrypted PKCS#8.
+fn private_key(pem: &[u8], key_file: &PrivateKeyFile) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let path = || key_file.path.clone();
+    if let Some(block) = encrypted_pkcs8_block(pem) {
+        let Some(passphrase) = &key_file.passphrase else {
+            return Err(TlsError::KeyPassphraseMissing {
+                path: path(),
+                passphrase_env: key_file.passphrase_env,
+            });
+        };
+        return decrypt_pkcs8(block, passphrase).map_err(|failure| match failure {
+            DecryptFailure::Unreadable(source) => TlsError::EncryptedKeyUnreadable {
+                path: path(),
+                source,
+            },
+            DecryptFailure::WrongPassphrase(source) => TlsError::KeyPassphraseWrong {
+                path: path(),
+                passphrase_env: key_file.passphrase_env,
+                source,
+            },
+        });
+    }
+    if is_traditional_encrypted(pem) {
+        return Err(TlsError::TraditionalEncryptedKey { path: path() });
+    }
+    PrivateKeyDer::from_pem_slice(pem).map_err(|source| TlsError::Pem {
+        path: path(),
+        source,
+    })
+}
+
+/// The first `ENCRYPTED PRIVATE KEY` PEM block of a file (the file may hold other blocks too); to
+/// the end of the file if its end line is missing, so the PEM decoder reports it.
+fn encrypted_pkcs8_block(pem: &[u8]) -> Option<&[u8]> {
+    let start = find(pem, ENCRYPTED_PKCS8_BEGIN)?;
+    let rest = &pem[start..];
+    let end =
+        find(rest, ENCRYPTED_PKCS8_END).map_or(rest.len(), |at| at + ENCRYPTED_PKCS8_END.len());
+    Some(&rest[..end])
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// OpenSSL's traditional ("legacy") encryption: a `Proc-Type: 4,ENCRYPTED` header (with
+/// `DEK-Info`) inside an `RSA`/`EC PRIVATE KEY` block. Not supported; the error says how to convert.
+fn is_traditional_encrypted(pem: &[u8]) -> bool {
+    pem.split(|byte| *byte == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        line.starts_with(b"Proc-Type:") && find(line, b"ENCRYPTED").is_some()
+    })
+}
+
+enum DecryptFailure {
+    /// Damaged, or encrypted with a scheme we do not implement.
+    Unreadable(pkcs8::Error),
+    WrongPassphrase(pkcs8::Error),
+}
+
+/// Decrypts an encrypted PKCS#8 PEM block into the plain PKCS#8 DER rustls takes.
+fn decrypt_pkcs8(
+    block: &[u8],
+    passphrase: &KeyPassphrase,
+) -> Result<PrivateKeyDer<'static>, DecryptFailure> {
+    use pkcs8::{EncryptedPrivateKeyInfoRef, PrivateKeyInfoRef};
+
+    // The block starts with the `ENCRYPTED PRIVATE KEY` line and the decoder insists the end line
+    // matches it, so the label needs no further check.
+    let (_label, der) = pkcs8::der::pem::decode_vec(block)
+        .map_err(|error| DecryptFailure::Unreadable(error.into()))?;
+    // Schemes other than PBES2 (e.g. PKCS#12's SHA1-3DES) already fail here.
+    let encrypted =
+        EncryptedPrivateKeyInfoRef::try_from(der.as_slice()).map_err(DecryptFailure::Unreadable)?;
+    let plain = encrypted
+        .decrypt(passphrase.expose())
+        .map_err(|error| match error {
+            pkcs8::Error::EncryptedPrivateKey(
+                pkcs8::pkcs5::Error::DecryptFailed,
+            )
+            // A wrong passphrase can leave valid padding around bytes that are not DER.
+            | pkcs8::Error::Asn1(_) => DecryptFailure::WrongPassphrase(error),
+            // E.g. PBKDF2 with HMAC-SHA1 (OpenSSL 1.0's default), which pkcs8 gates behind a feature.
+            other => DecryptFailure::Unreadable(other),
+        })?;
+    // The same: decrypted bytes that are DER but not a private key mean the passphrase was wrong.
+    PrivateKeyInfoRef::try_from(plain.as_bytes()).map_err(DecryptFailure::WrongPassphrase)?;
+    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        plain.as_bytes().to_vec(),
+    )))
 }
 
 fn clone_io_error(error: &std::io::Error) -> std::io::Error {
@@ -326,7 +505,8 @@ pub(crate) fn upstream_client_config(upstream: &UpstreamTls) -> Result<ClientCon
     };
     let config = match (&upstream.client_cert, &upstream.client_key) {
         (Some(cert), Some(key)) => {
-            let files = PairFiles::read(cert, key);
+            let key = PrivateKeyFile::new(key);
+            let files = PairFiles::read(cert, &key);
             // Checked as a pair first, so a key that does not match names both files.
             files.certified_key(&provider).map_err(fail)?;
             let (chain, key) = files.chain_and_key().map_err(fail)?;
