@@ -58,6 +58,29 @@ fn client_trusting(cert: &Path, public: SocketAddr) -> reqwest::Client {
         .unwrap()
 }
 
+/// Whether a new handshake (a fresh client each call) succeeds trusting only the certificate in `trusted`.
+async fn handshake_ok(proxy: &TestProxy, trusted: &Path) -> bool {
+    let health = format!("https://localhost:{}/_chp_healthz", proxy.public.port());
+    client_trusting(trusted, proxy.public)
+        .get(health)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// Polls until new handshakes present the certificate in `trusted`.
+async fn wait_until_served(proxy: &TestProxy, trusted: &Path, what: &str) {
+    let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
+    while !handshake_ok(proxy, trusted).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} was never served (reloads failed: {})",
+            proxy.handle.metrics().tls_reloads_failed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn https_with_h2_reload_and_redirect() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,27 +200,13 @@ async fn certificate_is_reloaded_when_its_files_change() {
         ..ProxyConfig::default()
     })
     .await;
-    let health = format!("https://localhost:{}/_chp_healthz", proxy.public.port());
-    // A fresh client per attempt, so every check is a new handshake.
-    let handshake_ok = |trusted: &Path| {
-        let client = client_trusting(trusted, proxy.public);
-        let health = health.clone();
-        async move { client.get(health).send().await.is_ok() }
-    };
-    assert!(handshake_ok(&first_cert).await);
+    assert!(handshake_ok(&proxy, &first_cert).await);
 
     std::fs::copy(&second_key, &serving_key).unwrap();
     std::fs::copy(&second_cert, &serving_cert).unwrap();
-    let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
-    while !handshake_ok(&second_cert).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the rewritten certificate was never served"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until_served(&proxy, &second_cert, "the rewritten certificate").await;
     assert!(
-        !handshake_ok(&first_cert).await,
+        !handshake_ok(&proxy, &first_cert).await,
         "the old certificate is no longer served"
     );
 
@@ -208,7 +217,7 @@ async fn certificate_is_reloaded_when_its_files_change() {
     })
     .await;
     assert!(
-        handshake_ok(&second_cert).await,
+        handshake_ok(&proxy, &second_cert).await,
         "the previous certificate keeps serving after a broken rewrite"
     );
     assert!(
@@ -473,34 +482,20 @@ async fn encrypted_key_is_reloaded_on_file_change_and_on_request() {
         ..ProxyConfig::default()
     })
     .await;
-    let health = format!("https://localhost:{}/_chp_healthz", proxy.public.port());
-    let handshake_ok = |trusted: &Path| {
-        let client = client_trusting(trusted, proxy.public);
-        let health = health.clone();
-        async move { client.get(health).send().await.is_ok() }
-    };
-    assert!(handshake_ok(&first_cert).await);
+    assert!(handshake_ok(&proxy, &first_cert).await);
 
     // The watcher picks up the rewritten files.
     std::fs::copy(&second_key, &serving_key).unwrap();
     std::fs::copy(&second_cert, &serving_cert).unwrap();
-    let deadline = tokio::time::Instant::now() + crate::support::DEADLINE;
-    while !handshake_ok(&second_cert).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the rewritten encrypted key was never served (reloads failed: {})",
-            proxy.handle.metrics().tls_reloads_failed()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_until_served(&proxy, &second_cert, "the rewritten encrypted key").await;
     assert_eq!(proxy.handle.metrics().tls_reloads_failed(), 0);
 
     // The SIGHUP path reloads by hand.
     std::fs::copy(&third_key, &serving_key).unwrap();
     std::fs::copy(&third_cert, &serving_cert).unwrap();
     proxy.handle.reload_tls().unwrap();
-    assert!(handshake_ok(&third_cert).await);
-    assert!(!handshake_ok(&second_cert).await);
+    assert!(handshake_ok(&proxy, &third_cert).await);
+    assert!(!handshake_ok(&proxy, &second_cert).await);
     proxy.stop().await;
 }
 
