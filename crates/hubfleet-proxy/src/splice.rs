@@ -42,7 +42,10 @@ pub(crate) async fn forward_exact(
     let (pipe_read, pipe_write): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
             .map_err(|_| SpliceError::Unsupported)?;
+    // Growing the pipe fails for an unprivileged user past `/proc/sys/fs/pipe-user-pages-soft` (64 MiB
+    // of pipes by default), and pipes created past it may hold as little as two pages: ask what it got.
     let capacity = fcntl(&pipe_write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE))
+        .or_else(|_| fcntl(&pipe_write, FcntlArg::F_GETPIPE_SZ))
         .ok()
         .and_then(|granted| usize::try_from(granted).ok())
         .unwrap_or(DEFAULT_PIPE_SIZE);
