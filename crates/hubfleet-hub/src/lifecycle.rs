@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use hubfleet_core::token::{generate_token, hash_token};
 use hubfleet_store::{NewToken, OAuthClient, Server, ServerStatus, TokenOwner, User};
-use hubfleet_types::{PollStatus, ProgressSink, ServerName, SpawnRequest, SpawnerState};
+use hubfleet_types::{
+    PollStatus, ProgressSink, ServerName, SpawnRequest, SpawnedServer, SpawnerState,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -317,6 +319,42 @@ async fn spawn_steps(
         env,
         data_dir: state.config.data_dir.clone(),
     };
+    let mut attempt = 1;
+    let launched = loop {
+        match launch_and_wait(state, server, prefix, request.clone(), progress).await {
+            Err(failure) if failure.reason == PORT_TAKEN && attempt < PORT_TAKEN_ATTEMPTS => {
+                tracing::warn!(user = %user.name, server = %server.name, error = %failure.message, "starting again on another port");
+                attempt += 1;
+            }
+            outcome => break outcome?,
+        }
+    };
+    push_event(
+        progress,
+        serde_json::json!({"progress": 90, "message": "Adding the route"}),
+    );
+    add_route(state, prefix, &launched.url, name, server_name).await?;
+    state
+        .store
+        .set_server_running(server.id)
+        .await
+        .map_err(HubError::from)?;
+    Ok(())
+}
+
+/// The `reason` of a spawn whose port another process answered on.
+const PORT_TAKEN: &str = "port-taken";
+/// A taken port is bad luck, not a broken server: try a fresh port this many times in all.
+const PORT_TAKEN_ATTEMPTS: u32 = 3;
+
+/// Starts the server through the spawner and waits until it answers HTTP, stopping it if it does not.
+async fn launch_and_wait(
+    state: &AppState,
+    server: &Server,
+    prefix: &str,
+    request: SpawnRequest,
+    progress: &watch::Sender<ProgressLog>,
+) -> Result<SpawnedServer, SpawnFailure> {
     let (sink, mut events) = ProgressSink::new();
     let forward = {
         let progress = progress.clone();
@@ -359,17 +397,7 @@ async fn spawn_steps(
         let _ = state.spawner.stop(&launched.state).await;
         return Err(failure);
     }
-    push_event(
-        progress,
-        serde_json::json!({"progress": 90, "message": "Adding the route"}),
-    );
-    add_route(state, prefix, &launched.url, name, server_name).await?;
-    state
-        .store
-        .set_server_running(server.id)
-        .await
-        .map_err(HubError::from)?;
-    Ok(())
+    Ok(launched)
 }
 
 /// The environment `jupyterhub-singleuser` expects (JupyterHub's `Spawner.get_env`).
@@ -431,7 +459,7 @@ fn single_user_env(
 }
 
 /// JupyterHub's `wait_up`: poll `<url><prefix>api` until it answers below 500, failing fast if the
-/// process exits meanwhile.
+/// process exits meanwhile, or if the answer came from another process holding the server's port.
 async fn wait_up(
     state: &AppState,
     url: &str,
@@ -444,7 +472,18 @@ async fn wait_up(
     let mut delay = Duration::from_millis(50);
     loop {
         match state.http.get(&probe_url).send().await {
-            Ok(response) if response.status().as_u16() < 500 => return Ok(()),
+            Ok(response) if response.status().as_u16() < 500 => {
+                if state.spawner.answered_by_server(spawner_state).await {
+                    return Ok(());
+                }
+                return Err(SpawnFailure {
+                    message: format!(
+                        "another process answered at {url}: it took the server's port before the server could listen on it"
+                    ),
+                    log_tail: None,
+                    reason: PORT_TAKEN,
+                });
+            }
             _ => {}
         }
         if let PollStatus::Exited { code } = state.spawner.poll(spawner_state).await {

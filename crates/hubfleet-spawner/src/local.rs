@@ -6,11 +6,12 @@
 //! process group, and everything needed to find it again (pid, start time, port, log path) is in the
 //! [`SpawnerState`] the hub persists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
+use std::ops::Range;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use hubfleet_types::{
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Gid, Pid, Uid, User};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -141,10 +143,73 @@ pub struct LocalProcessSpawner {
     children: Mutex<HashMap<u32, TrackedChild>>,
     /// Serialises account creation so two spawns for one new user do not race in `useradd`.
     account_creation: tokio::sync::Mutex<()>,
+    /// Where servers' ports come from.
+    port_source: PortSource,
     /// Ports handed out recently. Between our probe releasing a port and the server binding it the
-    /// kernel may offer the same port to the next probe; two concurrent starts must never share one,
-    /// or the hub's readiness check would reach the other user's server.
+    /// next probe may pick the same port; two concurrent starts must never share one, or the hub's
+    /// readiness check would reach the other user's server.
     recent_ports: Mutex<HashMap<u16, Instant>>,
+}
+
+/// Where the spawner finds ports for servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortSource {
+    /// Random ports from this range, just below the kernel's ephemeral range. The kernel never
+    /// hands these out to `bind(0)` or to outgoing connections, so between our probe and the
+    /// server's bind no other process is given the port by chance.
+    BelowEphemeral(Range<u16>),
+    /// The kernel's choice, when the ephemeral range leaves too little room below it.
+    Kernel,
+}
+
+impl PortSource {
+    /// How many ports below the ephemeral range servers may use (20000–32767 on Linux's default).
+    const SPAN: u16 = 12_768;
+    /// Fewer free ports than this below the ephemeral range and the kernel chooses instead.
+    const MIN_SPAN: u16 = 1_024;
+
+    /// From the ephemeral range's first port (`/proc/sys/net/ipv4/ip_local_port_range`).
+    fn below(ephemeral_start: u16) -> PortSource {
+        let start = ephemeral_start.saturating_sub(Self::SPAN).max(1_024);
+        if ephemeral_start.saturating_sub(start) < Self::MIN_SPAN {
+            PortSource::Kernel
+        } else {
+            PortSource::BelowEphemeral(start..ephemeral_start)
+        }
+    }
+
+    fn of_this_machine() -> PortSource {
+        match ephemeral_range_start() {
+            Some(start) => PortSource::below(start),
+            None => PortSource::Kernel,
+        }
+    }
+
+    /// A port nobody listens on now.
+    fn free_port(&self) -> io::Result<u16> {
+        match self {
+            PortSource::BelowEphemeral(range) => {
+                let mut rng = rand::rng();
+                for _ in 0..64 {
+                    let port = rng.random_range(range.clone());
+                    if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                        return Ok(port);
+                    }
+                }
+                Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("no free loopback port found in {range:?}"),
+                ))
+            }
+            PortSource::Kernel => free_loopback_port(),
+        }
+    }
+}
+
+/// The first port of the kernel's ephemeral range, if it can be read.
+fn ephemeral_range_start() -> Option<u16> {
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_ascii_whitespace().next()?.parse().ok()
 }
 
 impl LocalProcessSpawner {
@@ -161,6 +226,7 @@ impl LocalProcessSpawner {
             run_as,
             children: Mutex::new(HashMap::new()),
             account_creation: tokio::sync::Mutex::new(()),
+            port_source: PortSource::of_this_machine(),
             recent_ports: Mutex::new(HashMap::new()),
         }
     }
@@ -171,7 +237,7 @@ impl LocalProcessSpawner {
         let now = Instant::now();
         recent.retain(|_, handed_out| now.duration_since(*handed_out) < PORT_QUARANTINE);
         for _ in 0..64 {
-            let port = free_loopback_port()?;
+            let port = self.port_source.free_port()?;
             if let std::collections::hash_map::Entry::Vacant(slot) = recent.entry(port) {
                 slot.insert(now);
                 return Ok(port);
@@ -401,11 +467,31 @@ fn open_log(log_path: &Path) -> Result<File, SpawnError> {
 /// How long a handed-out port is not handed out again (longer than any server takes to bind).
 const PORT_QUARANTINE: Duration = Duration::from_secs(300);
 
-/// Asks the kernel for a free port on the loopback interface. Another process could take it
-/// before the server binds it, which the hub's readiness check only sees as a failed start.
+/// Asks the kernel for a free port on the loopback interface. Another process could be given it
+/// before the server binds it; [`Spawner::answered_by_server`] then tells the hub.
 fn free_loopback_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// Whether every socket listening on the server's port belongs to the server's process group.
+/// `true` too when that cannot be known (nothing listens any more, `/proc` is unreadable).
+fn server_holds_its_port(server: &LocalServerState) -> bool {
+    let listening = match procfs::listening_socket_inodes(server.port) {
+        Ok(listening) if !listening.is_empty() => listening,
+        _ => return true,
+    };
+    let Ok(members) = procfs::live_group_members(server.process_group().as_raw()) else {
+        return true;
+    };
+    let mut held = HashSet::new();
+    for pid in members {
+        match procfs::socket_inodes_of(pid) {
+            Ok(sockets) => held.extend(sockets),
+            Err(_) => return true,
+        }
+    }
+    listening.is_subset(&held)
 }
 
 /// The server's whole environment: [`ENV_KEEP`] from the hub's environment, then the hub-computed
@@ -593,6 +679,15 @@ impl Spawner for LocalProcessSpawner {
         }
     }
 
+    async fn answered_by_server(&self, state: &SpawnerState) -> bool {
+        let Some(server) = LocalServerState::from_state(state) else {
+            return true;
+        };
+        tokio::task::spawn_blocking(move || server_holds_its_port(&server))
+            .await
+            .unwrap_or(true)
+    }
+
     async fn stop(&self, state: &SpawnerState) -> Result<(), SpawnError> {
         let Some(server) = LocalServerState::from_state(state) else {
             return Ok(());
@@ -685,6 +780,76 @@ mod tests {
         let ports: Vec<u16> = (0..500).map(|_| spawner.reserve_port().unwrap()).collect();
         let unique: std::collections::HashSet<u16> = ports.iter().copied().collect();
         assert_eq!(unique.len(), ports.len(), "a port was handed out twice");
+    }
+
+    #[test]
+    fn server_ports_come_from_below_the_kernels_ephemeral_range() {
+        assert_eq!(
+            PortSource::below(32_768),
+            PortSource::BelowEphemeral(20_000..32_768)
+        );
+        assert_eq!(
+            PortSource::below(9_000),
+            PortSource::BelowEphemeral(1_024..9_000)
+        );
+        assert_eq!(PortSource::below(1_500), PortSource::Kernel);
+
+        let spawner = LocalProcessSpawner::new(LocalSpawnerConfig::default());
+        let ephemeral_start = ephemeral_range_start().expect("Linux has an ephemeral range");
+        for _ in 0..100 {
+            let port = spawner.reserve_port().unwrap();
+            assert!(port < ephemeral_start, "{port} is in the ephemeral range");
+        }
+    }
+
+    /// A process in its own group that listens on a loopback port, and that port.
+    fn listening_child() -> (std::process::Child, u16) {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import socket, time\n\
+                 s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+                 print(s.getsockname()[1], flush=True); time.sleep(60)",
+            ])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (
+            child,
+            line.trim().parse().expect("the child prints its port"),
+        )
+    }
+
+    fn state_of(child: &std::process::Child, port: u16) -> LocalServerState {
+        LocalServerState {
+            pid: child.id(),
+            start_time: procfs::read_stat(child.id()).unwrap().unwrap().start_time,
+            port,
+            log_path: PathBuf::from("/dev/null"),
+            unix_user: "nobody".into(),
+            uid: 0,
+        }
+    }
+
+    #[test]
+    fn a_port_is_the_servers_only_when_its_own_process_group_listens_on_it() {
+        let (mut server, port) = listening_child();
+        assert!(server_holds_its_port(&state_of(&server, port)));
+
+        // Another process (this test) listening on the port the server was given.
+        let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let squatted = squatter.local_addr().unwrap().port();
+        assert!(!server_holds_its_port(&state_of(&server, squatted)));
+
+        server.kill().unwrap();
+        server.wait().unwrap();
     }
 
     fn account() -> UnixAccount {

@@ -1,6 +1,8 @@
 //! Reading process facts from `/proc`, so that a hub process can recognise a server started by an
-//! earlier hub process (same pid *and* same start time) and find every member of its process group.
+//! earlier hub process (same pid *and* same start time), find every member of its process group,
+//! and tell which process holds a listening port.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 
@@ -75,6 +77,53 @@ pub(crate) fn live_group_members(process_group: i32) -> io::Result<Vec<u32>> {
     Ok(members)
 }
 
+/// Inodes of the TCP sockets (IPv4 and IPv6) listening on `port`, on any address.
+pub(crate) fn listening_socket_inodes(port: u16) -> io::Result<HashSet<u64>> {
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        match fs::read_to_string(table) {
+            Ok(contents) => inodes.extend(parse_listening_inodes(&contents, port)),
+            // A kernel without IPv6 has no tcp6 table.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(inodes)
+}
+
+/// Socket inodes of the `/proc/net/tcp{,6}` rows in state LISTEN (`0A`) whose local port is `port`.
+fn parse_listening_inodes(table: &str, port: u16) -> impl Iterator<Item = u64> + '_ {
+    const LISTEN: &str = "0A";
+    table.lines().skip(1).filter_map(move |row| {
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
+        let fields: Vec<&str> = row.split_ascii_whitespace().collect();
+        let (_, local_port) = fields.get(1)?.rsplit_once(':')?;
+        let matches =
+            u16::from_str_radix(local_port, 16).ok()? == port && *fields.get(3)? == LISTEN;
+        matches.then(|| fields.get(9)?.parse().ok()).flatten()
+    })
+}
+
+/// Inodes of the sockets among `pid`'s open file descriptors. A process that vanished holds none.
+pub(crate) fn socket_inodes_of(pid: u32) -> io::Result<HashSet<u64>> {
+    let entries = match fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(err) => return Err(err),
+    };
+    Ok(entries
+        .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +163,35 @@ mod tests {
         assert!(!stat.is_exited());
         assert_eq!(stat.process_group, nix::unistd::getpgrp().as_raw());
         assert!(stat.start_time > 0);
+    }
+
+    #[test]
+    fn listening_rows_are_picked_by_port_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1
+   2: 00000000:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1 0 100 0 0 10 0
+";
+        assert_eq!(
+            parse_listening_inodes(table, 8080).collect::<Vec<_>>(),
+            [111]
+        );
+        assert_eq!(
+            parse_listening_inodes(table, 8081).collect::<Vec<_>>(),
+            [333]
+        );
+        assert_eq!(parse_listening_inodes(table, 8082).count(), 0);
+    }
+
+    #[test]
+    fn own_listening_socket_is_found_among_own_descriptors() {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let listening = listening_socket_inodes(port).unwrap();
+        assert_eq!(listening.len(), 1, "one socket listens on {port}");
+        let own = socket_inodes_of(std::process::id()).unwrap();
+        assert!(listening.is_subset(&own));
+        drop(listener);
+        assert!(listening_socket_inodes(port).unwrap().is_empty());
     }
 }

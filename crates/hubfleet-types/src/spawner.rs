@@ -145,6 +145,13 @@ pub trait Spawner: Send + Sync + 'static {
     /// Is the server still there? Must work on state from a previous hub process.
     async fn poll(&self, state: &SpawnerState) -> PollStatus;
 
+    /// Asked once the server's URL answers HTTP: did the server answer, and not another process
+    /// that took its port before the server could listen on it? Spawners that give each server an
+    /// address of its own (a container, a pod) cannot be fooled this way and keep the default.
+    async fn answered_by_server(&self, _state: &SpawnerState) -> bool {
+        true
+    }
+
     /// Stop the server and return once it is gone. Stopping a server that is already gone is not an error.
     async fn stop(&self, state: &SpawnerState) -> Result<(), SpawnError>;
 
