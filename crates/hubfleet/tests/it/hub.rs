@@ -414,51 +414,47 @@ async fn allowed_users_admit_listed_and_existing_users_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_whose_port_another_process_took_is_started_again_on_a_fresh_port() {
-    // The first start has a process outside the server's process group (its own session) take
-    // the port and answer HTTP before the server listens, as an unrelated program may; the hub
-    // must not route to it. The second start serves for real.
-    let dir = crate::support::standin::world_readable_tempdir();
-    let script = dir.path().join("squatted-server.py");
-    std::fs::write(
-        &script,
-        r#"import http.server, os, subprocess, sys, threading, urllib.parse
-url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
-here = os.path.dirname(os.path.abspath(__file__))
-def serve(body):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *args):
-            pass
-    http.server.HTTPServer((url.hostname, url.port), Handler).serve_forever()
-if sys.argv[1:] == ["squat"]:
-    threading.Timer(120, os._exit, [0]).start()  # never outlives the test by long
-    with open(os.path.join(here, "squatter"), "w") as f:
-        f.write(f"{url.port} {os.getpid()}")
-    serve(b"squatter")
-with open(os.path.join(here, "starts"), "a") as f:
-    f.write(f"{url.port}\n")
-with open(os.path.join(here, "starts")) as f:
-    first_start = len(f.readlines()) == 1
-if first_start:
-    subprocess.Popen([sys.executable, __file__, "squat"], start_new_session=True)
-    threading.Event().wait()  # still importing, as far as the hub can tell
-serve(b"real server")
-"#,
-    )
-    .unwrap();
+    use crate::support::standin::{standin_server, world_readable_tempdir};
+    // On the first start a process outside the server's process group (a session of its own) takes
+    // the port and answers HTTP before the server listens, as an unrelated program may; the hub
+    // must not route to it. The second start serves for real. Both are the stand-in server; the
+    // squatter has `SQUATTER=yes` in its environment.
+    let dir = world_readable_tempdir();
+    // The server (Unix user hf-itsquat) keeps its notes next to the script.
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let standin = standin_server(dir.path(), 0.0);
+    let script = dir.path().join("squatted-server.py");
+    std::fs::write(
+        &script,
+        r#"import os, signal, subprocess, sys
+here = os.path.dirname(os.path.abspath(__file__))
+standin = os.path.join(here, "standin-server.py")
+with open(os.path.join(here, "starts"), "a") as f:
+    f.write(os.environ["JUPYTERHUB_SERVICE_URL"] + "\n")
+with open(os.path.join(here, "starts")) as f:
+    first_start = len(f.readlines()) == 1
+if first_start:
+    squatter = subprocess.Popen(
+        ["timeout", "120", sys.executable, standin],  # never outlives the test by long
+        env={**os.environ, "SQUATTER": "yes"},
+        start_new_session=True,
+    )
+    with open(os.path.join(here, "squatter-pid"), "w") as f:
+        f.write(str(squatter.pid))
+    signal.pause()  # still importing, as far as the hub can tell
+os.execv(sys.executable, [sys.executable, standin])
+"#,
     )
     .unwrap();
     let hub = TestHub::start_with(
         &["itsquat"],
         "6.1.1",
         Some(vec![
-            "/usr/bin/python3".into(),
+            standin[0].clone(),
             script.to_string_lossy().into_owned(),
         ]),
     )
@@ -474,22 +470,31 @@ serve(b"real server")
     })
     .await;
 
-    let squatter = std::fs::read_to_string(dir.path().join("squatter")).expect("the squatter ran");
-    let (squatted_port, squatter_pid) = squatter.split_once(' ').unwrap();
     let starts = std::fs::read_to_string(dir.path().join("starts")).unwrap();
-    assert_eq!(starts.lines().collect::<Vec<_>>().len(), 2, "{starts}");
-    assert!(
-        !target.ends_with(&format!(":{squatted_port}")),
-        "routed to the squatter at {target}"
-    );
-    let answer = reqwest::get(format!("{}/user/itsquat/", hub.public_url))
+    let starts: Vec<&str> = starts.lines().collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    let squatted = starts[0].trim_end_matches("/user/itsquat/");
+    let squatter_env = reqwest::get(format!("{squatted}/hubfleet-test-env/SQUATTER"))
         .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
-    assert_eq!(answer.text().await.unwrap(), "real server");
+        .expect("the squatter answers on the first port");
+    assert_eq!(squatter_env.text().await.unwrap(), "yes");
+    assert_ne!(target, squatted, "routed to the squatter");
+    let served = reqwest::get(format!(
+        "{}/user/itsquat/hubfleet-test-env/SQUATTER",
+        hub.public_url
+    ))
+    .await
+    .unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(
+        served.text().await.unwrap(),
+        "",
+        "the server itself answers"
+    );
 
+    let squatter_pid = std::fs::read_to_string(dir.path().join("squatter-pid")).unwrap();
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(squatter_pid.parse().unwrap()),
-        nix::sys::signal::Signal::SIGKILL,
+        nix::sys::signal::Signal::SIGTERM,
     );
 }
