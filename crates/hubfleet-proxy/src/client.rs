@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
@@ -19,6 +20,9 @@ pub struct RouteEntry {
     /// The rest of the data posted with the route (without `target` and `last_activity`).
     pub data: Map<String, Value>,
 }
+
+/// How long an idle API connection may be reused: below the 5 s after which proxies close them.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Talks to a proxy's REST API (`/api/routes`) with `Authorization: token …`.
 #[derive(Clone)]
@@ -45,6 +49,9 @@ impl ChpClient {
             return Err(ClientError::InvalidUrl(api_url.to_owned()));
         }
         let http = reqwest::Client::builder()
+            // Proxies close idle API connections after a few seconds (CHP after Node's 5 s, ours
+            // after `--keep-alive-timeout`, also 5 s): never reuse one near that age.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build()
             .map_err(ClientError::Http)?;
         Ok(Self {
@@ -121,7 +128,20 @@ impl ChpClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(&body).map_err(ClientError::Decode)?);
         }
-        request.send().await.map_err(ClientError::Http)
+        let retry = request.try_clone();
+        match request.send().await {
+            // A kept connection the proxy closed just as we reused it. Every call of the API is
+            // idempotent (a POST replaces the route), so one more try on a fresh connection is safe.
+            Err(error) if !error.is_timeout() && retry.is_some() => {
+                tracing::debug!(%error, "proxy API call failed on a kept connection; trying again");
+                retry
+                    .expect("checked")
+                    .send()
+                    .await
+                    .map_err(ClientError::Http)
+            }
+            outcome => outcome.map_err(ClientError::Http),
+        }
     }
 }
 

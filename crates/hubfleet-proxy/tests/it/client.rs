@@ -60,3 +60,46 @@ async fn unreachable_api_is_an_error() {
         Err(ClientError::InvalidUrl(_))
     ));
 }
+
+/// A proxy that closes a kept-alive API connection just as the client reuses it (the race with a
+/// 5 s keep-alive timeout) must not make the call fail: the client tries once more.
+#[tokio::test]
+async fn a_kept_connection_closed_as_it_is_reused_is_retried() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let first_connection = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 4096];
+                // One answer per request head; the first connection hangs up on its second request.
+                for request in 1.. {
+                    if socket.read(&mut buffer).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if first_connection && request == 2 {
+                        return;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    socket.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    let client = ChpClient::new(&api_url, Some("hub-secret".into())).unwrap();
+    client.health().await.unwrap();
+    client
+        .health()
+        .await
+        .expect("the second call succeeds on a fresh connection");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the retry used a new connection"
+    );
+}
