@@ -405,7 +405,8 @@ pub(crate) async fn metrics_endpoint(
             return Err(ApiError(HubError::Forbidden("read:metrics".into())));
         }
     }
-    let body = state.metrics.render(&state).await?;
+    let (hub, proxy) = tokio::join!(state.metrics.render(&state), state.proxy.metrics_text());
+    let body = with_proxy_metrics(hub?, proxy);
     Ok((
         [(
             http::header::CONTENT_TYPE,
@@ -414,6 +415,18 @@ pub(crate) async fn metrics_endpoint(
         body,
     )
         .into_response())
+}
+
+/// The hub's OpenMetrics text with the proxy's families added before the single `# EOF` that
+/// must end it.
+fn with_proxy_metrics(hub: String, proxy: Option<String>) -> String {
+    let Some(proxy) = proxy.filter(|text| text.ends_with("# EOF\n")) else {
+        return hub;
+    };
+    match hub.strip_suffix("# EOF\n") {
+        Some(families) => families.to_owned() + &proxy,
+        None => hub,
+    }
 }
 
 /// The `handler` label: JupyterHub's handler class for routes it has (dashboards filter on
@@ -503,6 +516,19 @@ mod tests {
             handler_label("/hub/", Some("/hub/static/hub.css")),
             "hubfleet:/hub/static/hub.css"
         );
+    }
+
+    #[test]
+    fn proxy_families_go_before_the_one_eof() {
+        let hub = "# TYPE a gauge\na 1\n# EOF\n".to_string();
+        let proxy = "# TYPE b gauge\nb 2\n# EOF\n".to_string();
+        assert_eq!(
+            with_proxy_metrics(hub.clone(), Some(proxy)),
+            "# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n# EOF\n"
+        );
+        assert_eq!(with_proxy_metrics(hub.clone(), None), hub);
+        // Text that is not OpenMetrics (cut short, or some other proxy's) is left out.
+        assert_eq!(with_proxy_metrics(hub.clone(), Some("b 2\n".into())), hub);
     }
 
     #[test]

@@ -15,6 +15,9 @@ use hubfleet_proxy::client::ChpClient;
 
 use crate::HubError;
 
+/// How long a scrape of `/hub/metrics` waits for the proxy's part.
+const PROXY_METRICS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How to launch the proxy process when none is running.
 #[derive(Debug, Clone)]
 pub struct ProxyLauncher {
@@ -139,6 +142,23 @@ impl ProxyLink {
             .add_route(prefix, target, data)
             .await
             .map_err(|e| HubError::Proxy(e.to_string()))
+    }
+
+    /// The proxy's own metrics (OpenMetrics text ending in `# EOF`), or `None` when the proxy has
+    /// none to give (configurable-http-proxy) or does not answer in time; a scrape of the hub's
+    /// metrics never waits long on the proxy.
+    pub async fn metrics_text(&self) -> Option<String> {
+        match tokio::time::timeout(PROXY_METRICS_TIMEOUT, self.client.metrics_text()).await {
+            Ok(Ok(text)) => text,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "reading the proxy's metrics");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("the proxy's metrics did not come within {PROXY_METRICS_TIMEOUT:?}");
+                None
+            }
+        }
     }
 
     pub async fn delete_route(&self, prefix: &str) -> Result<(), HubError> {

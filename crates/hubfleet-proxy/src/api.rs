@@ -22,6 +22,9 @@ use crate::routes::RouteTable;
 const MAX_ROUTE_BODY: usize = 1 << 20;
 
 const ROUTES_PREFIX: &str = "/api/routes";
+/// Not part of CHP's API: the proxy's metrics for the hub to append to `/hub/metrics`, behind the
+/// same token, so they need no port of their own.
+const METRICS_PATH: &str = "/api/metrics";
 
 /// The shared secret clients must present as `Authorization: token <secret>`.
 #[derive(Clone)]
@@ -53,6 +56,9 @@ pub(crate) async fn handle(
 }
 
 async fn route_api(state: &ApiState, req: Request<Incoming>) -> Response<ProxyBody> {
+    if req.uri().path() == METRICS_PATH {
+        return metrics(state, &req);
+    }
     let Some(rest) = req
         .uri()
         .path()
@@ -95,6 +101,20 @@ async fn route_api(state: &ApiState, req: Request<Incoming>) -> Response<ProxyBo
             }
         }
     }
+}
+
+fn metrics(state: &ApiState, req: &Request<Incoming>) -> Response<ProxyBody> {
+    if req.method() != Method::GET {
+        return status_only(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    if !authorized(state.auth_token.as_ref(), req.headers()) {
+        return status_only(StatusCode::FORBIDDEN);
+    }
+    fixed_response(
+        StatusCode::OK,
+        crate::metrics::OPENMETRICS_CONTENT_TYPE,
+        state.metrics.metrics_text(),
+    )
 }
 
 /// CHP's check: the first `token\s+(\S+)` anywhere in `Authorization` must equal the secret.

@@ -28,14 +28,15 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct ChpClient {
     http: reqwest::Client,
-    routes_url: String,
+    /// The API's base URL, without a trailing slash.
+    api_url: String,
     token: Option<String>,
 }
 
 impl fmt::Debug for ChpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChpClient")
-            .field("routes_url", &self.routes_url)
+            .field("api_url", &self.api_url)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -56,7 +57,7 @@ impl ChpClient {
             .map_err(ClientError::Http)?;
         Ok(Self {
             http,
-            routes_url: format!("{base}/api/routes"),
+            api_url: base.to_owned(),
             token,
         })
     }
@@ -105,6 +106,18 @@ impl ChpClient {
             .collect())
     }
 
+    /// The proxy's metrics (OpenMetrics text ending in `# EOF`) from hubfleet's `/api/metrics`;
+    /// `None` from a proxy without them, such as configurable-http-proxy.
+    pub async fn metrics_text(&self) -> Result<Option<String>, ClientError> {
+        let url = format!("{}/api/metrics", self.api_url);
+        let response = self.send_to(Method::GET, url, None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        expect_status(&response, &[StatusCode::OK], "GET", "/api/metrics")?;
+        response.text().await.map(Some).map_err(ClientError::Http)
+    }
+
     /// Whether the API answers and accepts our token.
     pub async fn health(&self) -> Result<(), ClientError> {
         let response = self.send(Method::GET, "", None).await?;
@@ -118,7 +131,16 @@ impl ChpClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<reqwest::Response, ClientError> {
-        let url = format!("{}{}", self.routes_url, encode_route_path(path));
+        let url = format!("{}/api/routes{}", self.api_url, encode_route_path(path));
+        self.send_to(method, url, body).await
+    }
+
+    async fn send_to(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<Value>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.request(method, url);
         if let Some(token) = &self.token {
             request = request.header(reqwest::header::AUTHORIZATION, format!("token {token}"));

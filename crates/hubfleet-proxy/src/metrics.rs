@@ -1,8 +1,13 @@
-//! Traffic counters kept in atomics and rendered in the Prometheus text format.
+//! Traffic counters kept in atomics and rendered in the OpenMetrics text format, which the hub
+//! appends to its own `/hub/metrics`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// The `Content-Type` of [`ProxyMetrics::metrics_text`].
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Why a request to an upstream failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +84,15 @@ impl ProxyMetrics {
         self.websockets_active.load(Ordering::Relaxed)
     }
 
-    /// All counters in the Prometheus text exposition format (version 0.0.4).
+    /// All counters in the OpenMetrics text format ([`OPENMETRICS_CONTENT_TYPE`]), ending in `# EOF`.
+    /// Prometheus' classic text parser reads it too.
     pub fn metrics_text(&self) -> String {
         let mut out = String::with_capacity(2048);
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            // An OpenMetrics counter family is named without the `_total` of its samples.
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
             for (labels, value) in samples {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
@@ -167,6 +175,7 @@ impl ProxyMetrics {
             "Open WebSocket tunnels.",
             self.websockets_active(),
         );
+        out.push_str("# EOF\n");
         out
     }
 }

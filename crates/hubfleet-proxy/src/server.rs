@@ -728,7 +728,7 @@ async fn serve_metrics(
     }
     Ok(fixed_response(
         StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
+        crate::metrics::OPENMETRICS_CONTENT_TYPE,
         metrics.metrics_text(),
     ))
 }

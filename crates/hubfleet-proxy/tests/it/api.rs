@@ -310,3 +310,42 @@ async fn inactive_since_filters_by_last_activity() {
     assert_eq!(bad.status(), 400);
     proxy.stop().await;
 }
+
+/// hubfleet's addition to CHP's API: `/api/metrics`, for the hub to append to `/hub/metrics`.
+#[tokio::test]
+async fn metrics_on_the_api_port_need_the_token() {
+    let proxy = proxy_with_token(Some("secret")).await;
+    let client = http_client();
+    let url = format!("http://{}/api/metrics", proxy.api);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 403);
+    assert_eq!(
+        client
+            .post(&url)
+            .header("authorization", "token secret")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    let metrics = client
+        .get(&url)
+        .header("authorization", "token secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("\nhubfleet_proxy_requests_api_total 3\n"),
+        "the three API requests, this one included, are counted: {text}"
+    );
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
+    proxy.stop().await;
+}

@@ -103,3 +103,39 @@ async fn a_kept_connection_closed_as_it_is_reused_is_retried() {
         "the retry used a new connection"
     );
 }
+
+#[tokio::test]
+async fn metrics_come_from_hubfleets_proxy_and_are_absent_from_others() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let proxy = TestProxy::start(ProxyConfig {
+        auth_token: Some("hub-secret".into()),
+        ..ProxyConfig::default()
+    })
+    .await;
+    let client =
+        ChpClient::new(&format!("http://{}", proxy.api), Some("hub-secret".into())).unwrap();
+    let text = client
+        .metrics_text()
+        .await
+        .unwrap()
+        .expect("hubfleet's proxy has metrics");
+    assert!(
+        text.contains("# TYPE hubfleet_proxy_requests_web counter"),
+        "{text}"
+    );
+
+    // configurable-http-proxy answers 404 there.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let chp_like = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buffer = vec![0u8; 4096];
+        let _ = socket.read(&mut buffer).await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            .await;
+    });
+    let other = ChpClient::new(&chp_like, Some("hub-secret".into())).unwrap();
+    assert_eq!(other.metrics_text().await.unwrap(), None);
+}

@@ -315,7 +315,13 @@ async fn metrics_listener_serves_prometheus_text() {
         .unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
-    assert!(text.contains("# TYPE hubfleet_proxy_requests_web_total counter\nhubfleet_proxy_requests_web_total 1\n"), "{text}");
+    assert!(
+        text.contains(
+            "# TYPE hubfleet_proxy_requests_web counter\nhubfleet_proxy_requests_web_total 1\n"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
     assert!(
         text.contains("hubfleet_proxy_responses_total{code=\"2xx\"} 1"),
         "{text}"

@@ -8,9 +8,9 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::Browser;
 use crate::support::standin::{standin_server, world_readable_tempdir};
 use crate::support::test_hub::{ADMIN_TOKEN, HubOptions, PASSWORD, TestHub};
+use crate::support::{Browser, singleuser_venv};
 
 fn hub_xsrf(browser: &Browser) -> String {
     browser
@@ -224,5 +224,44 @@ async fn metrics_use_jupyterhubs_names_and_need_read_metrics() {
     sample("jupyterhub_login_duration_seconds_count{status=\"success\"} 1");
     sample(
         "jupyterhub_request_duration_seconds_count{method=\"GET\",handler=\"jupyterhub.apihandlers.users.SpawnProgressAPIHandler\",code=\"200\"}",
+    );
+
+    // The proxy's own families come with the hub's, and the whole is valid OpenMetrics: one
+    // `# EOF`, at the end, as the strict parser of Prometheus' Python client demands.
+    assert_eq!(types.get("hubfleet_proxy_requests_web"), Some(&"counter"));
+    assert_eq!(
+        types.get("hubfleet_proxy_connections_active"),
+        Some(&"gauge")
+    );
+    let proxied: u64 = sample("hubfleet_proxy_requests_web_total ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        proxied >= 3,
+        "login, spawn and progress went through the proxy: {proxied}"
+    );
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    let mut parser = std::process::Command::new(singleuser_venv("6.1.1").join("bin/python"))
+        .args([
+            "-c",
+            "import sys\n\
+             from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+             families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+             print(len(families))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the venv's python");
+    std::io::Write::write_all(&mut parser.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let parsed = parser.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "not valid OpenMetrics: {}\n{text}",
+        String::from_utf8_lossy(&parsed.stderr)
     );
 }
