@@ -428,3 +428,50 @@ async fn handle_upstream_request(
         .body(body)
         .expect("a valid response"))
 }
+
+/// The hub's proxy client against the real configurable-http-proxy 5.3.0 (from npm), as when a hub
+/// is pointed at an external CHP: routes round-trip with their data, a wrong token is refused, and
+/// CHP has no `/api/metrics`, so the hub's scrape simply goes without the proxy's figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chp_client_works_against_stock_configurable_http_proxy() {
+    use hubfleet_proxy::client::ChpClient;
+    crate::support::install_crypto_provider();
+    let chp = crate::support::chp_path();
+    let (public, api) = (free_port(), free_port());
+    let mut command = std::process::Command::new(&chp);
+    command
+        .args(["--ip", "127.0.0.1", "--port", &public.to_string()])
+        .args(["--api-ip", "127.0.0.1", "--api-port", &api.to_string()])
+        .env("CONFIGPROXY_AUTH_TOKEN", "chp-test-token");
+    let _chp = crate::support::ProcessGuard::spawn("configurable-http-proxy", command);
+    let api_url = format!("http://127.0.0.1:{api}");
+    let client = ChpClient::new(&api_url, Some("chp-test-token".into())).unwrap();
+    crate::support::wait_for("CHP's API", Duration::from_secs(30), || async {
+        client.health().await.ok()
+    })
+    .await;
+
+    client
+        .add_route(
+            "/user/alice/",
+            "http://127.0.0.1:1",
+            serde_json::json!({"user": "alice", "server_name": ""}),
+        )
+        .await
+        .unwrap();
+    let routes = client.get_routes().await.unwrap();
+    let alice = &routes["/user/alice"];
+    assert_eq!(alice.target, "http://127.0.0.1:1");
+    assert_eq!(alice.data["user"], "alice");
+    assert_eq!(client.metrics_text().await.unwrap(), None);
+    let intruder = ChpClient::new(&api_url, Some("wrong".into())).unwrap();
+    assert!(intruder.health().await.is_err());
+    client.delete_route("/user/alice/").await.unwrap();
+    assert!(
+        !client
+            .get_routes()
+            .await
+            .unwrap()
+            .contains_key("/user/alice")
+    );
+}
