@@ -410,7 +410,7 @@ pub(crate) async fn metrics_endpoint(
     Ok((
         [(
             http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            hubfleet_proxy::metrics::OPENMETRICS_CONTENT_TYPE,
         )],
         body,
     )

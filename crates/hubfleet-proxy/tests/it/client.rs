@@ -6,8 +6,8 @@ use serde_json::json;
 
 use crate::support::TestProxy;
 
-#[tokio::test]
-async fn add_list_delete_and_health() {
+/// A proxy whose API wants the token `hub-secret`, its API URL, and a client holding that token.
+async fn proxy_and_client() -> (TestProxy, String, ChpClient) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let proxy = TestProxy::start(ProxyConfig {
         auth_token: Some("hub-secret".into()),
@@ -16,6 +16,12 @@ async fn add_list_delete_and_health() {
     .await;
     let api_url = format!("http://{}", proxy.api);
     let client = ChpClient::new(&api_url, Some("hub-secret".into())).unwrap();
+    (proxy, api_url, client)
+}
+
+#[tokio::test]
+async fn add_list_delete_and_health() {
+    let (proxy, api_url, client) = proxy_and_client().await;
 
     client.health().await.unwrap();
     client
@@ -62,7 +68,9 @@ async fn unreachable_api_is_an_error() {
 }
 
 /// A proxy that closes a kept-alive API connection just as the client reuses it (the race with a
-/// 5 s keep-alive timeout) must not make the call fail: the client tries once more.
+/// 5 s keep-alive timeout) must not make the call fail: the client tries once more. The server
+/// here is a fake (a scripted TCP listener): neither real proxy closes on cue, so the race could
+/// not be made to happen every time with one.
 #[tokio::test]
 async fn a_kept_connection_closed_as_it_is_reused_is_retried() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -105,15 +113,8 @@ async fn a_kept_connection_closed_as_it_is_reused_is_retried() {
 }
 
 #[tokio::test]
-async fn metrics_come_from_hubfleets_proxy_and_are_absent_from_others() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let proxy = TestProxy::start(ProxyConfig {
-        auth_token: Some("hub-secret".into()),
-        ..ProxyConfig::default()
-    })
-    .await;
-    let client =
-        ChpClient::new(&format!("http://{}", proxy.api), Some("hub-secret".into())).unwrap();
+async fn metrics_come_from_hubfleets_proxy() {
+    let (_proxy, _, client) = proxy_and_client().await;
     let text = client
         .metrics_text()
         .await
@@ -123,19 +124,4 @@ async fn metrics_come_from_hubfleets_proxy_and_are_absent_from_others() {
         text.contains("# TYPE hubfleet_proxy_requests_web counter"),
         "{text}"
     );
-
-    // configurable-http-proxy answers 404 there.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let chp_like = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut buffer = vec![0u8; 4096];
-        let _ = socket.read(&mut buffer).await;
-        let _ = socket
-            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
-            .await;
-    });
-    let other = ChpClient::new(&chp_like, Some("hub-secret".into())).unwrap();
-    assert_eq!(other.metrics_text().await.unwrap(), None);
 }
